@@ -1,0 +1,1 @@
+"""ONNX export of golf models (not implemented yet: it arrives with its own issue)."""

@@ -1,0 +1,12 @@
+"""The one exception type the CLI turns into a one-line message.
+
+Library code raises `GolfError` (or a subclass) for anything the user can fix: a corrupt shard,
+a missing file, a wrong tokenizer. The CLI prints `golf: error: <message>` and exits 2, so a
+user never sees a traceback for bad input. Bugs still raise ordinary exceptions.
+"""
+
+from __future__ import annotations
+
+
+class GolfError(Exception):
+    """A user-facing error; its message is one line that says what is wrong and what to do."""
