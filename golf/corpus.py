@@ -1,0 +1,204 @@
+"""Documents to shards, and tokenizer training, following the official export.
+
+`build_shards` reproduces `data/download_hf_docs_and_tokenize.py`: every document becomes
+[BOS] + its SentencePiece ids (no EOS), documents are concatenated in order, the first
+`num_val_docs` go to `fineweb_val_*.bin` and the rest to `fineweb_train_*.bin`, and a document may
+straddle two shards. `train_tokenizer` uses the official SentencePiece BPE settings.
+
+Text is encoded exactly as stored. The official exporter does not touch NUL characters; only its
+tokenizer trainer replaces them with spaces (and strips), so that is the one place we do too:
+changing them before encoding would change the ids (NUL encodes as byte piece <0x00>).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sentencepiece as spm
+from tqdm import tqdm
+
+from golf.data import write_shard
+from golf.embedded import file_sha256
+from golf.errors import GolfError
+
+DOC_SUFFIXES = (".jsonl", ".txt")
+ENCODE_BATCH_DOCS = 1024  # large enough for sentencepiece's threads, small enough to stream
+PathLike = str | Path
+
+
+def iter_documents(paths: PathLike | Iterable[PathLike]) -> Iterator[str]:
+    """Each document's text: a .jsonl line's "text" field, a whole .txt file, or a directory's files."""
+    for path in _path_list(paths):
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix in DOC_SUFFIXES and p.is_file())
+            if not files:
+                raise GolfError(f"{path}: directory has no .jsonl or .txt document files")
+            yield from iter_documents(files)
+        elif not path.exists():
+            raise GolfError(f"{path}: no such document file or directory")
+        elif path.suffix == ".jsonl":
+            yield from _jsonl_texts(path)
+        elif path.suffix == ".txt":
+            yield _read_utf8(path)
+        else:
+            raise GolfError(f"{path}: unsupported document file (expected .jsonl, .txt or a directory)")
+
+
+def _path_list(paths: PathLike | Iterable[PathLike]) -> list[Path]:
+    return [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+
+
+def _read_utf8(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise GolfError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+
+
+def _jsonl_texts(path: Path) -> Iterator[str]:
+    with path.open("r", encoding="utf-8") as f:
+        try:
+            for lineno, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise GolfError(f"{path}:{lineno}: bad JSON ({exc.msg} at column {exc.colno})") from None
+                if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+                    raise GolfError(f'{path}:{lineno}: expected an object with a string "text" field')
+                yield obj["text"]
+        except UnicodeDecodeError as exc:
+            raise GolfError(f"{path}: not valid UTF-8 (byte {exc.start} of a line)") from None
+
+
+def load_sentencepiece(path: PathLike) -> spm.SentencePieceProcessor:
+    path = Path(path)
+    if not path.is_file():
+        raise GolfError(f"{path}: tokenizer model not found")
+    try:
+        return spm.SentencePieceProcessor(model_file=str(path))
+    except (RuntimeError, OSError) as exc:
+        raise GolfError(f"{path}: not a SentencePiece model ({str(exc).splitlines()[0]})") from None
+
+
+class _ShardWriter:
+    """Packs token arrays into fixed-size shards, one split at a time, as the official export."""
+
+    def __init__(self, out_dir: Path, shard_tokens: int) -> None:
+        self.out_dir = out_dir
+        self.buf = np.empty(shard_tokens, dtype=np.uint16)
+        self.fill = 0
+        self.split = "val"
+        self.stats = {s: {"docs": 0, "tokens": 0, "shards": 0} for s in ("val", "train")}
+        self.files: list[Path] = []
+
+    def add(self, split: str, tokens: np.ndarray) -> None:
+        if split != self.split:  # a split never shares a shard with the other
+            self.flush()
+            self.split = split
+        self.stats[split]["docs"] += 1
+        self.stats[split]["tokens"] += len(tokens)
+        pos = 0
+        while pos < len(tokens):
+            take = min(len(self.buf) - self.fill, len(tokens) - pos)
+            self.buf[self.fill:self.fill + take] = tokens[pos:pos + take]
+            self.fill += take
+            pos += take
+            if self.fill == len(self.buf):
+                self.flush()
+
+    def flush(self) -> None:
+        if self.fill == 0:
+            return
+        stats = self.stats[self.split]
+        path = self.out_dir / f"fineweb_{self.split}_{stats['shards']:06d}.bin"
+        write_shard(path, self.buf[:self.fill])
+        self.files.append(path)
+        stats["shards"] += 1
+        self.fill = 0
+
+
+def build_shards(doc_paths: PathLike | Iterable[PathLike], tokenizer_path: PathLike, out_dir: PathLike, *,
+                 num_val_docs: int, shard_tokens: int = 100_000_000, overwrite: bool = False,
+                 progress: bool = True) -> dict[str, Any]:
+    """Tokenize documents into val/train shards in `out_dir`; returns a summary of what was written."""
+    out_dir = Path(out_dir)
+    if num_val_docs < 0:
+        raise GolfError(f"num_val_docs must be >= 0, got {num_val_docs}")
+    if shard_tokens <= 0:
+        raise GolfError(f"shard_tokens must be positive, got {shard_tokens}")
+    doc_paths = _path_list(doc_paths)
+    sp = load_sentencepiece(tokenizer_path)
+    vocab_size, bos = sp.vocab_size(), sp.bos_id()
+    if vocab_size > 2**16:
+        raise GolfError(f"{tokenizer_path}: vocab_size {vocab_size} does not fit uint16 shards (max 65536)")
+    if bos < 0:
+        raise GolfError(f"{tokenizer_path}: tokenizer has no BOS piece, which starts every document in a shard")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    existing = sorted([*out_dir.glob("fineweb_train_*.bin"), *out_dir.glob("fineweb_val_*.bin")])
+    if existing and not overwrite:
+        raise GolfError(f"{out_dir} already holds {len(existing)} shards ({existing[0].name}, ...); "
+                        "pass --force (overwrite=True) to replace them")
+    for stale in existing:
+        stale.unlink()
+
+    writer = _ShardWriter(out_dir, shard_tokens)
+    docs = iter_documents(doc_paths)
+    with tqdm(desc="build shards", unit="doc", disable=None if progress else True) as bar:
+        while batch := list(itertools.islice(docs, ENCODE_BATCH_DOCS)):
+            for ids in sp.encode(batch, out_type=int):
+                tokens = np.empty(len(ids) + 1, dtype=np.uint16)
+                tokens[0] = bos
+                tokens[1:] = ids
+                n_docs = writer.stats["val"]["docs"] + writer.stats["train"]["docs"]
+                writer.add("val" if n_docs < num_val_docs else "train", tokens)
+            bar.update(len(batch))
+    writer.flush()
+    if not writer.files:
+        raise GolfError(f"no documents found in {', '.join(map(str, doc_paths))}")
+    return {"out_dir": str(out_dir), "tokenizer": str(tokenizer_path),
+            "tokenizer_sha256": file_sha256(tokenizer_path), "vocab_size": vocab_size, "bos_id": bos,
+            **writer.stats, "files": [str(p) for p in writer.files]}
+
+
+def train_tokenizer(doc_paths: PathLike | Iterable[PathLike], out_prefix: PathLike, *, vocab_size: int,
+                    max_docs: int | None = None, progress: bool = True) -> Path:
+    """Train a SentencePiece BPE with the official settings; writes <prefix>.model/.vocab."""
+    if not 0 < vocab_size <= 2**16:
+        raise GolfError(f"vocab_size must be in 1..65536 (shards store uint16 ids), got {vocab_size}")
+    prefix = Path(out_prefix)
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    # sentencepiece turns exceptions from the iterator into RuntimeError; keep ours to re-raise.
+    errors: list[BaseException] = []
+
+    def texts() -> Iterator[str]:
+        try:
+            docs = itertools.islice(iter_documents(doc_paths), max_docs)
+            for text in tqdm(docs, desc="tokenizer docs", unit="doc",
+                             disable=None if progress else True):
+                text = text.replace("\x00", " ").strip()
+                if text:
+                    yield text
+        except BaseException as exc:
+            errors.append(exc)
+            raise
+
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=texts(), model_prefix=str(prefix), model_type="bpe", vocab_size=vocab_size,
+            character_coverage=0.999, byte_fallback=True, split_digits=True,
+            normalization_rule_name="nmt_nfkc", add_dummy_prefix=False,
+            pad_id=0, bos_id=1, eos_id=2, unk_id=3, hard_vocab_limit=False,
+            minloglevel=0 if progress else 2)
+    except RuntimeError as exc:
+        if errors:
+            raise errors[0] from None
+        detail = str(exc).splitlines()[0].split("] ")[-1]
+        raise GolfError(f"{prefix}: sentencepiece training failed: {detail}") from None
+    return prefix.with_name(prefix.name + ".model")
