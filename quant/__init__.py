@@ -1,0 +1,24 @@
+"""Quantization schemes and the golf artifact container.
+
+Standalone on purpose (torch, numpy and zstandard only; never imports `golf`), so a packed
+`train_gpt.py` can embed it. Importing the package registers the built-in schemes and compressors.
+"""
+
+from __future__ import annotations
+
+from . import int8, passthrough  # noqa: F401  (importing registers the schemes)
+from .artifact import (FORMAT_VERSION, MAGIC, Artifact, ArtifactInfo, decode_artifact, encode_artifact,
+                       read_artifact, read_manifest, write_artifact)
+from .compress import (DEFAULT_COMPRESSOR, Compressor, compress, compressor_names, decompress, get_compressor,
+                       register_compressor)
+from .errors import ArtifactError, QuantError
+from .rules import QTensor, Rule, dequantize, parse_rule, plan, quantize
+from .schemes import Encoded, Scheme, get_scheme, register_scheme, scheme_names
+
+__all__ = [
+    "Artifact", "ArtifactError", "ArtifactInfo", "Compressor", "DEFAULT_COMPRESSOR", "Encoded", "FORMAT_VERSION",
+    "MAGIC", "QTensor", "QuantError", "Rule", "Scheme", "compress", "compressor_names", "decode_artifact",
+    "decompress", "dequantize", "encode_artifact", "get_compressor", "get_scheme", "parse_rule", "plan",
+    "quantize", "read_artifact", "read_manifest", "register_compressor", "register_scheme", "scheme_names",
+    "write_artifact",
+]

@@ -1,0 +1,334 @@
+"""The artifact container: one file holding a quantized state dict, readable without pickle.
+
+File layout (little-endian), format version 1:
+
+    offset  size  field
+    0       4     magic b"GOLF"
+    4       2     u16 format version (1)
+    6       1     u8  length n of the compressor name
+    7       n     compressor name, ASCII ("zstd-22", "zlib-9", "lzma", "none")
+    7+n     8     u64 length of the body before compression
+    15+n    8     u64 length C of the compressed body
+    23+n    C     compressed body
+    23+n+C  32    SHA-256 of every byte before it
+
+Magic, version and the trailing SHA-256 are the invariants every future version keeps: a reader
+checks the magic, then the checksum (which needs no header field, so any flipped byte after the
+magic is caught before a length is trusted), then the version, and only then parses the rest.
+
+Body: u32 manifest length + manifest JSON (UTF-8, sorted keys, compact) + payload. The payload is
+the raw little-endian bytes of every part, tensors in sorted name order and parts in sorted part
+order within a tensor, packed without padding; manifest offsets are relative to the payload start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import struct
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .compress import DEFAULT_COMPRESSOR, compress, decompress, get_compressor
+from .errors import ArtifactError, QuantError
+from .rules import QTensor, Rule, dequantize, parse_rule, quantize
+from .schemes import Encoded, dtype_name
+
+MAGIC = b"GOLF"
+FORMAT_NAME = "golf-artifact"
+FORMAT_VERSION = 1
+
+_HEAD = struct.Struct("<4sHB")  # magic, format version, compressor-name length
+_SIZES = struct.Struct("<QQ")  # body length before and after compression
+_U32 = struct.Struct("<I")  # manifest length
+_DIGEST = 32
+_MIN_SIZE = _HEAD.size + _SIZES.size + _DIGEST  # an artifact with an empty compressor name
+
+# Manifest dtype name → (torch dtype, little-endian numpy dtype of the stored bytes).
+_DTYPES: dict[str, tuple[torch.dtype, str]] = {
+    "float32": (torch.float32, "<f4"), "float64": (torch.float64, "<f8"), "float16": (torch.float16, "<f2"),
+    # numpy has no bfloat16: its bits travel as int16 and are viewed back.
+    "bfloat16": (torch.bfloat16, "<i2"),
+    "int8": (torch.int8, "i1"), "uint8": (torch.uint8, "u1"), "int16": (torch.int16, "<i2"),
+    "int32": (torch.int32, "<i4"), "int64": (torch.int64, "<i8"), "bool": (torch.bool, "?"),
+}
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    path: Path
+    nbytes: int
+    sha256: str  # hex digest of the whole file, as `sha256sum` prints it
+
+
+@dataclass
+class Artifact:
+    meta: dict
+    rule: str
+    state_dict: dict[str, Tensor]
+    manifest: dict
+    compressor: str
+    nbytes: int
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _known_dtype(dtype: torch.dtype) -> str:
+    name = dtype_name(dtype)
+    if name not in _DTYPES:
+        raise QuantError(f"dtype {name} cannot be stored (supported: {', '.join(_DTYPES)})")
+    return name
+
+
+def _tensor_bytes(t: Tensor) -> bytes:
+    t = t.detach().to("cpu").contiguous()
+    carrier = t.view(torch.int16) if t.dtype == torch.bfloat16 else t
+    return carrier.numpy().astype(_DTYPES[_known_dtype(t.dtype)][1], copy=False).tobytes()
+
+
+def _layout(quantized: Mapping[str, QTensor]) -> tuple[dict, list[bytes]]:
+    """Manifest tensor entries and the payload chunks, both in the canonical sorted order."""
+    entries: dict[str, dict] = {}
+    chunks: list[bytes] = []
+    offset = 0
+    for name in sorted(quantized):
+        qt = quantized[name]
+        parts = {}
+        try:
+            for key in sorted(qt.enc.parts):
+                part = qt.enc.parts[key]
+                raw = _tensor_bytes(part)
+                parts[key] = {"dtype": _known_dtype(part.dtype), "shape": list(part.shape),
+                              "offset": offset, "nbytes": len(raw)}
+                chunks.append(raw)
+                offset += len(raw)
+            dtype = _known_dtype(qt.dtype)
+        except QuantError as e:
+            raise QuantError(f"{name}: {e}") from None
+        entries[name] = {"scheme": qt.scheme, "shape": list(qt.shape), "dtype": dtype,
+                         "meta": qt.enc.meta, "parts": parts}
+    return entries, chunks
+
+
+def _json_bytes(obj: dict) -> bytes:
+    try:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as e:
+        raise ArtifactError(f"manifest is not plain JSON (check meta): {e}") from None
+
+
+def encode_artifact(state_dict: Mapping[str, Tensor], *, rule: str | Rule = "int8", meta: dict,
+                    compressor: str = DEFAULT_COMPRESSOR) -> bytes:
+    """Quantize `state_dict` by `rule` and return the artifact bytes. Same inputs, same bytes."""
+    parsed = parse_rule(rule)
+    name = get_compressor(compressor).name.encode("ascii")  # fail fast, before quantizing
+    entries, chunks = _layout(quantize(state_dict, parsed))
+    manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "rule": parsed.spec,
+                "meta": meta, "tensors": entries}
+    manifest_bytes = _json_bytes(manifest)
+    body = b"".join([_U32.pack(len(manifest_bytes)), manifest_bytes, *chunks])
+    packed = compress(compressor, body)
+    data = b"".join([_HEAD.pack(MAGIC, FORMAT_VERSION, len(name)), name,
+                     _SIZES.pack(len(body), len(packed)), packed])
+    return data + hashlib.sha256(data).digest()
+
+
+def write_artifact(path: str | os.PathLike, state_dict: Mapping[str, Tensor], *, rule: str | Rule = "int8",
+                   meta: dict, compressor: str = DEFAULT_COMPRESSOR) -> ArtifactInfo:
+    """Encode and write atomically: readers see the old file or the complete new one, never a part."""
+    path = Path(path)
+    data = encode_artifact(state_dict, rule=rule, meta=meta, compressor=compressor)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; an artifact is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return ArtifactInfo(path, len(data), hashlib.sha256(data).hexdigest())
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _declared_size(data: bytes) -> int:
+    """The file size the (unverified) header claims; only used to word a checksum failure."""
+    name_len = data[_HEAD.size - 1]
+    sizes_at = _HEAD.size + name_len
+    if len(data) < sizes_at + _SIZES.size:
+        return sizes_at + _SIZES.size + _DIGEST
+    return sizes_at + _SIZES.size + _SIZES.unpack_from(data, sizes_at)[1] + _DIGEST
+
+
+def _unframe(data: bytes) -> tuple[str, bytes]:
+    """Verify the frame and return (compressor name, decompressed body)."""
+    n = len(data)
+    if n >= len(MAGIC) and data[: len(MAGIC)] != MAGIC:
+        raise ArtifactError("not a golf artifact (bad magic bytes)")
+    if n < _MIN_SIZE:
+        raise ArtifactError(f"artifact truncated: expected at least {_MIN_SIZE} bytes, got {n}")
+    if hashlib.sha256(data[:-_DIGEST]).digest() != data[-_DIGEST:]:
+        declared = _declared_size(data)
+        if declared > n:
+            raise ArtifactError(f"artifact truncated: expected {declared} bytes, got {n}")
+        raise ArtifactError("corrupted: checksum mismatch")
+    _, version, name_len = _HEAD.unpack_from(data)
+    if version > FORMAT_VERSION:
+        raise ArtifactError(f"artifact format v{version} is newer than this golf supports "
+                            f"(v{FORMAT_VERSION}); upgrade golf")
+    if version < 1:
+        raise ArtifactError(f"artifact format v{version} is not a valid version")
+    # The checksum holds, so a bad field below means a broken writer, not a damaged file.
+    sizes_at = _HEAD.size + name_len
+    body_at = sizes_at + _SIZES.size
+    if body_at + _DIGEST > n:
+        raise ArtifactError("malformed header: compressor name runs past the end of the file")
+    raw_len, packed_len = _SIZES.unpack_from(data, sizes_at)
+    if body_at + packed_len + _DIGEST != n:
+        raise ArtifactError(f"malformed header: declares a {packed_len}-byte body, "
+                            f"the file holds {n - body_at - _DIGEST}")
+    try:
+        name = data[_HEAD.size:sizes_at].decode("ascii")
+    except UnicodeDecodeError:
+        raise ArtifactError("malformed header: compressor name is not ASCII") from None
+    try:
+        get_compressor(name)
+    except QuantError as e:
+        raise ArtifactError(str(e)) from None
+    try:
+        body = decompress(name, data[body_at:body_at + packed_len], raw_len)
+    except QuantError as e:
+        raise ArtifactError(f"cannot decompress body: {e}") from None
+    if len(body) != raw_len:
+        raise ArtifactError(f"malformed body: {len(body)} bytes after decompression, header says {raw_len}")
+    return name, body
+
+
+def _malformed(what: str) -> ArtifactError:
+    return ArtifactError(f"malformed manifest: {what}")
+
+
+def _is_count(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _split_body(body: bytes) -> tuple[dict, memoryview]:
+    """(manifest, payload) from a decompressed body, with the manifest's top level validated."""
+    end = _U32.size + (_U32.unpack_from(body)[0] if len(body) >= _U32.size else 0)
+    if end > len(body):
+        raise _malformed("its length runs past the end of the body")
+    try:
+        manifest = json.loads(body[_U32.size:end].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _malformed(f"not valid JSON ({e})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
+        raise _malformed(f"'format' is not {FORMAT_NAME!r}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise _malformed(f"'format_version' is {manifest.get('format_version')!r}, the header says {FORMAT_VERSION}")
+    for key, kind in (("rule", str), ("meta", dict), ("tensors", dict)):
+        if not isinstance(manifest.get(key), kind):
+            raise _malformed(f"{key!r} is missing or not a {kind.__name__}")
+    return manifest, memoryview(body)[end:]
+
+
+def _tensor_from(payload: memoryview, offset: int, dtype: str, shape: tuple[int, ...]) -> Tensor:
+    torch_dtype, np_dtype = _DTYPES[dtype]
+    # np.array copies into native byte order, so the tensor owns writable memory.
+    arr = np.array(np.frombuffer(payload, dtype=np_dtype, count=math.prod(shape), offset=offset),
+                   dtype=np.dtype(np_dtype).newbyteorder("="))
+    t = torch.from_numpy(arr)
+    return (t.view(torch.bfloat16) if torch_dtype == torch.bfloat16 else t).reshape(shape)
+
+
+def _shape(x: object, what: str) -> tuple[int, ...]:
+    if not isinstance(x, list) or not all(_is_count(d) for d in x):
+        raise _malformed(f"{what}: shape {x!r} is not a list of sizes")
+    return tuple(x)
+
+
+def _dtype(x: object, what: str) -> str:
+    if x not in _DTYPES:
+        raise _malformed(f"{what}: unknown dtype {x!r}")
+    return x
+
+
+def _read_part(payload: memoryview, what: str, spec: object) -> Tensor:
+    if not isinstance(spec, dict):
+        raise _malformed(f"{what}: not an object")
+    dtype, shape = _dtype(spec.get("dtype"), what), _shape(spec.get("shape"), what)
+    offset, nbytes = spec.get("offset"), spec.get("nbytes")
+    if not (_is_count(offset) and _is_count(nbytes)):
+        raise _malformed(f"{what}: offset/nbytes must be non-negative integers")
+    needed = math.prod(shape) * np.dtype(_DTYPES[dtype][1]).itemsize
+    if nbytes != needed:
+        raise _malformed(f"{what}: {nbytes} bytes declared, {dtype}{list(shape)} needs {needed}")
+    if offset + nbytes > len(payload):
+        raise ArtifactError(f"part {what} at bytes {offset}..{offset + nbytes} is outside the "
+                            f"{len(payload)}-byte payload")
+    return _tensor_from(payload, offset, dtype, shape)
+
+
+def _read_tensors(manifest: dict, payload: memoryview) -> dict[str, QTensor]:
+    out: dict[str, QTensor] = {}
+    for name, entry in manifest["tensors"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("scheme"), str) \
+                or not isinstance(entry.get("meta"), dict) or not isinstance(entry.get("parts"), dict):
+            raise _malformed(f"tensor {name!r} needs 'scheme', 'meta' and 'parts'")
+        parts = {key: _read_part(payload, f"{name}.{key}", spec) for key, spec in entry["parts"].items()}
+        dtype = _DTYPES[_dtype(entry.get("dtype"), name)][0]
+        out[name] = QTensor(entry["scheme"], Encoded(parts, entry["meta"]), _shape(entry.get("shape"), name), dtype)
+    return out
+
+
+def decode_artifact(data: bytes) -> Artifact:
+    """Verify, decompress and dequantize artifact bytes; raise `ArtifactError` on any problem."""
+    data = bytes(data)
+    compressor, body = _unframe(data)
+    manifest, payload = _split_body(body)
+    try:
+        state_dict = dequantize(_read_tensors(manifest, payload))
+    except ArtifactError:
+        raise
+    except QuantError as e:
+        raise ArtifactError(f"cannot decode tensor {e}") from None
+    return Artifact(manifest["meta"], manifest["rule"], state_dict, manifest, compressor, len(data))
+
+
+def _read_bytes(path: str | os.PathLike) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ArtifactError(f"artifact not found: {path}") from None
+    except IsADirectoryError:
+        raise ArtifactError(f"artifact path is a directory: {path}") from None
+
+
+def read_artifact(path: str | os.PathLike) -> Artifact:
+    data = _read_bytes(path)
+    try:
+        return decode_artifact(data)
+    except ArtifactError as e:
+        raise ArtifactError(f"{path}: {e}") from None
+
+
+def read_manifest(path: str | os.PathLike) -> dict:
+    """The verified manifest of the artifact at `path`, without decoding any tensor."""
+    data = _read_bytes(path)
+    try:
+        return _split_body(_unframe(data)[1])[0]
+    except ArtifactError as e:
+        raise ArtifactError(f"{path}: {e}") from None

@@ -1,0 +1,120 @@
+"""Named compressors for the artifact body.
+
+Every compressor must be deterministic (same bytes in → same bytes out) because artifacts are
+compared byte for byte. Decompression is bounded: it never produces more than `max_size` bytes,
+so a hostile or corrupted body cannot exhaust memory before the size check.
+"""
+
+from __future__ import annotations
+
+import lzma
+import zlib
+from dataclasses import dataclass
+from typing import Callable
+
+import zstandard
+
+from .errors import QuantError
+
+DEFAULT_COMPRESSOR = "zstd-22"
+
+_CHUNK = 1 << 20
+
+# Raw LZMA2 without the .xz container: the artifact has its own lengths and SHA-256, so the
+# container's headers and CRC would only cost bytes.
+_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
+
+
+@dataclass(frozen=True)
+class Compressor:
+    name: str
+    compress: Callable[[bytes], bytes]
+    # (data, limit) → at most limit + 1 bytes (so "too big" differs from "exactly limit"), or a
+    # QuantError / the codec's own error for a corrupt or truncated stream.
+    decompress_bounded: Callable[[bytes, int], bytes]
+
+
+_COMPRESSORS: dict[str, Compressor] = {}
+
+
+def register_compressor(c: Compressor) -> Compressor:
+    # The artifact header stores the name as a u8 length plus ASCII bytes.
+    if not (c.name.isascii() and 0 < len(c.name) < 256):
+        raise QuantError(f"compressor name {c.name!r} must be 1-255 ASCII characters")
+    if c.name in _COMPRESSORS:
+        raise QuantError(f"compressor {c.name!r} is already registered")
+    _COMPRESSORS[c.name] = c
+    return c
+
+
+def get_compressor(name: str) -> Compressor:
+    try:
+        return _COMPRESSORS[name]
+    except KeyError:
+        raise QuantError(f"unknown compressor {name!r} (known: {', '.join(compressor_names())})") from None
+
+
+def compressor_names() -> list[str]:
+    return sorted(_COMPRESSORS)
+
+
+def compress(name: str, data: bytes) -> bytes:
+    return get_compressor(name).compress(bytes(data))
+
+
+def decompress(name: str, data: bytes, max_size: int) -> bytes:
+    """Decompress `data`; raise `QuantError` if it is corrupt, truncated or would exceed `max_size`."""
+    c = get_compressor(name)
+    try:
+        out = c.decompress_bounded(bytes(data), max_size)
+    except (zlib.error, lzma.LZMAError, zstandard.ZstdError) as e:
+        raise QuantError(f"{name}: corrupt compressed data ({e})") from None
+    if len(out) > max_size:
+        raise QuantError(f"{name}: decompressed data exceeds the expected {max_size} bytes")
+    return out
+
+
+def _zstd_compress(data: bytes) -> bytes:
+    # threads=0 keeps compression single-threaded: multi-threaded zstd output can depend on timing.
+    return zstandard.ZstdCompressor(level=22, threads=0).compress(data)
+
+
+def _zstd_decompress(data: bytes, limit: int) -> bytes:
+    declared = zstandard.frame_content_size(data)  # -1 when the frame does not record it
+    if declared > limit:
+        raise QuantError(f"zstd-22: frame declares {declared} bytes, more than the expected {limit}")
+    reader = zstandard.ZstdDecompressor().stream_reader(data)
+    chunks, total = [], 0
+    while total <= limit:
+        chunk = reader.read(min(_CHUNK, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    # The stream reader stops quietly at a cut-off frame; the recorded content size catches that.
+    if 0 <= declared != total:
+        raise QuantError(f"zstd-22: truncated stream ({total} of {declared} bytes)")
+    return b"".join(chunks)
+
+
+def _zlib_decompress(data: bytes, limit: int) -> bytes:
+    d = zlib.decompressobj()
+    out = d.decompress(data, limit + 1)
+    if len(out) <= limit and not d.eof:
+        raise QuantError("zlib-9: truncated stream")
+    return out
+
+
+def _lzma_decompress(data: bytes, limit: int) -> bytes:
+    d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+    out = d.decompress(data, max_length=limit + 1)
+    if len(out) <= limit and not d.eof:
+        raise QuantError("lzma: truncated stream")
+    return out
+
+
+register_compressor(Compressor("zstd-22", _zstd_compress, _zstd_decompress))
+register_compressor(Compressor("zlib-9", lambda d: zlib.compress(d, 9), _zlib_decompress))
+register_compressor(Compressor(
+    "lzma", lambda d: lzma.compress(d, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS), _lzma_decompress))
+register_compressor(Compressor("none", lambda d: d, lambda d, limit: d[: limit + 1]))

@@ -1,0 +1,111 @@
+"""Schemes: how one float tensor becomes stored parts and comes back.
+
+A scheme is stateless and named; the artifact records the name per tensor, so decoding needs
+nothing but the manifest and the payload. `Encoded.meta` must be JSON-serializable because it goes
+into the manifest verbatim. Parameterized families (int4..int7, group sizes such as `int4g32`)
+register one instance per name, so the registry stays a plain name → instance map.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from .errors import QuantError
+
+
+@dataclass
+class Encoded:
+    """The stored form of one tensor: named tensors (the bytes) plus small JSON metadata."""
+
+    parts: dict[str, Tensor]
+    meta: dict = field(default_factory=dict)
+
+
+class Scheme(ABC):
+    """Maps a tensor to `Encoded` and back. Subclasses set `name` and implement the three methods."""
+
+    name: str
+
+    @abstractmethod
+    def encode(self, w: Tensor) -> Encoded:
+        """Store `w`. Parts must be CPU tensors that do not alias `w`."""
+
+    @abstractmethod
+    def decode(self, enc: Encoded, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        """Rebuild a tensor of `shape` and `dtype`; raise `QuantError` if the parts do not fit."""
+
+    @abstractmethod
+    def error_bound(self, w: Tensor) -> float:
+        """An upper bound on max |w - decode(encode(w))| that this scheme promises for `w`."""
+
+
+_SCHEMES: dict[str, Scheme] = {}
+
+
+def register_scheme(scheme: Scheme) -> Scheme:
+    """Add `scheme` under `scheme.name`; a second scheme with the same name is a bug, so it raises."""
+    if scheme.name in _SCHEMES:
+        raise QuantError(f"scheme {scheme.name!r} is already registered")
+    _SCHEMES[scheme.name] = scheme
+    return scheme
+
+
+def get_scheme(name: str) -> Scheme:
+    try:
+        return _SCHEMES[name]
+    except KeyError:
+        raise QuantError(f"unknown quantization scheme {name!r} (known: {', '.join(scheme_names())})") from None
+
+
+def scheme_names() -> list[str]:
+    return sorted(_SCHEMES)
+
+
+def expect_part(enc: Encoded, key: str, dtype: torch.dtype, shape: tuple[int, ...]) -> Tensor:
+    """The part `key`, checked for dtype and shape, so a malformed artifact fails with a clear message."""
+    t = enc.parts.get(key)
+    if t is None:
+        raise QuantError(f"missing part {key!r} (have: {', '.join(sorted(enc.parts)) or 'none'})")
+    if t.dtype != dtype or tuple(t.shape) != tuple(shape):
+        raise QuantError(f"part {key!r} is {dtype_name(t.dtype)}{list(t.shape)}, "
+                         f"expected {dtype_name(dtype)}{list(shape)}")
+    return t
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """'float32' for torch.float32: the spelling used in manifests and messages."""
+    return str(dtype).removeprefix("torch.")
+
+
+def require_float(scheme: str, w: Tensor) -> None:
+    if not w.is_floating_point():
+        raise QuantError(f"scheme {scheme!r} stores float tensors, got {dtype_name(w.dtype)}; use 'raw'")
+
+
+def represents(wide: torch.dtype, narrow: torch.dtype) -> bool:
+    """True when every value of float dtype `narrow` is exactly a value of `wide` (fp32 ⊇ bf16, fp16)."""
+    w, n = torch.finfo(wide), torch.finfo(narrow)
+    return w.eps <= n.eps and w.max >= n.max and w.smallest_normal * w.eps <= n.smallest_normal * n.eps
+
+
+def max_abs(w: Tensor) -> float:
+    return float(w.detach().abs().max()) if w.numel() else 0.0
+
+
+def rounding_slack(dtype: torch.dtype, magnitude: float) -> float:
+    """Worst-case error of rounding a value of size ≤ `magnitude` to `dtype` (0 for integers).
+
+    Half an ulp relative (eps/2) for normal numbers, plus half the smallest subnormal for values
+    that underflow; infinite when `magnitude` overflows the type.
+    """
+    if not dtype.is_floating_point:
+        return 0.0
+    info = torch.finfo(dtype)
+    if magnitude > info.max:
+        return math.inf
+    return magnitude * info.eps / 2 + info.smallest_normal * info.eps / 2
