@@ -1,0 +1,101 @@
+"""The autoregressive baseline: the official parameter-golf GPT.
+
+9 blocks × 512 wide, 8 query / 4 KV heads, relu² MLP ×2, U-Net skips, a tied embedding that is
+also the LM head, and logits soft-capped at 30. At the defaults it has exactly 17,059,912
+parameters, like the official `model_params` log line. Its score is the chain rule over a
+normalised softmax, so its bpb is labelled `exact`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from golf.models import register
+from golf.models.base import LanguageModel, ScoreOutput
+from golf.models.layers import Block, CastedLinear, KVCache, num_unet_skips, rms_norm, unet_forward
+
+
+@dataclasses.dataclass
+class ARConfig:
+    """Field names are the official environment variables, lower-cased (VOCAB_SIZE → vocab_size)."""
+
+    vocab_size: int = 1024
+    num_layers: int = 9
+    model_dim: int = 512
+    num_heads: int = 8
+    num_kv_heads: int = 4
+    mlp_mult: int = 2
+    tie_embeddings: bool = True
+    tied_embed_init_std: float = 0.005
+    logit_softcap: float = 30.0
+    rope_base: float = 10000.0
+    qk_gain_init: float = 1.5
+
+    def __post_init__(self) -> None:
+        if self.logit_softcap <= 0:
+            raise ValueError(f"logit_softcap must be > 0, got {self.logit_softcap}")
+
+
+@register("ar", ARConfig)
+class GPT(LanguageModel):
+    def __init__(self, config: ARConfig) -> None:
+        super().__init__(config)
+        c = config
+        self.tok_emb = nn.Embedding(c.vocab_size, c.model_dim)
+        self.blocks = nn.ModuleList(
+            Block(c.model_dim, c.num_heads, c.num_kv_heads, c.mlp_mult, c.rope_base, c.qk_gain_init)
+            for _ in range(c.num_layers))
+        self.skip_weights = nn.Parameter(torch.ones(num_unet_skips(c.num_layers), c.model_dim))
+        self.lm_head = None if c.tie_embeddings else CastedLinear(c.model_dim, c.vocab_size, zero_init=True)
+        if c.tie_embeddings:
+            # A small init keeps early tied logits near zero, so the first steps are not noise.
+            nn.init.normal_(self.tok_emb.weight, mean=0.0, std=c.tied_embed_init_std)
+
+    def logits(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Soft-capped logits [B, T, V] for inputs [B, T]."""
+        x = rms_norm(self.tok_emb(input_ids))
+        x = rms_norm(unet_forward(self.blocks, self.skip_weights, x, cache))
+        if self.lm_head is None:
+            raw = F.linear(x, self.tok_emb.weight.to(x.dtype))
+        else:
+            raw = self.lm_head(x)
+        cap = self.config.logit_softcap
+        return cap * torch.tanh(raw / cap)
+
+    def loss(self, tokens: torch.Tensor) -> torch.Tensor:
+        logits = self.logits(tokens[:, :-1])
+        return F.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten())
+
+    def score(self, tokens: torch.Tensor) -> ScoreOutput:
+        logits = self.logits(tokens[:, :-1])
+        nats = F.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten(), reduction="none")
+        return ScoreOutput(nats=nats.view(tokens.size(0), -1), label="exact")
+
+    @torch.no_grad()
+    def generate(self, prompt: torch.Tensor, n: int, *, temperature: float = 1.0,
+                 top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Sample with a KV cache: the prompt is run once, then one token per step.
+
+        temperature 0 means greedy decoding.
+        """
+        cache = KVCache()
+        out = prompt
+        step_input = prompt
+        for _ in range(n):
+            last = self.logits(step_input, cache)[:, -1].float()
+            cache.length += step_input.size(1)
+            if temperature == 0:
+                nxt = last.argmax(dim=-1, keepdim=True)
+            else:
+                last = last / temperature
+                if top_k is not None:
+                    kth = torch.topk(last, min(top_k, last.size(-1))).values[:, -1:]
+                    last = last.masked_fill(last < kth, float("-inf"))
+                nxt = torch.multinomial(torch.softmax(last, dim=-1), 1, generator=generator)
+            out = torch.cat((out, nxt), dim=1)
+            step_input = nxt
+        return out
