@@ -1,0 +1,46 @@
+"""The `golf` command line: a thin dispatch to the library functions.
+
+    golf demo                      train, quantize, pack and score a small model, offline
+    golf score ARTIFACT            exact bpb of an artifact on the val split
+    golf data build|tokenizer|fetch|info   shards, tokenizers and the official download
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from golf import __version__
+from golf.commands import data, demo, score
+from golf.errors import GolfError
+from quant import QuantError
+
+COMMANDS = (demo, score, data)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="golf", description="Toolkit for the Parameter Golf challenge: train the best language "
+        "model whose code + compressed weights fit in 16,000,000 bytes, scored in bits per byte.",
+        epilog="Run `golf COMMAND --help` for each command's options and examples.")
+    parser.add_argument("--version", action="version", version=f"golf {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except (GolfError, QuantError) as exc:
+        print(f"golf: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("golf: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,83 @@
+"""train_gpt.py end to end under a real torchrun on CPU: outputs, roundtrip, stops."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import REPO, read_result, run_trainer
+from golf.cli import main as golf_main
+
+
+def load_train_gpt():
+    spec = importlib.util.spec_from_file_location("train_gpt_under_test", REPO / "train_gpt.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ddp_run_writes_log_artifact_and_result(trained_run):
+    result = read_result(trained_run)
+    log = (trained_run / "train.log").read_text()
+    assert result["world_size"] == 2 and result["steps"] == 6 and result["label"] == "exact"
+    assert result["bytes_total"] == result["bytes_model"] + result["bytes_code"]
+    assert result["bytes_model"] == (trained_run / "model.golf").stat().st_size
+    assert "source_sha256:" in log and "versions python:" in log and "hardware cpu:" in log
+    assert "final_int8_zstd22_roundtrip_exact val_loss:" in log
+    assert f"{result['val_bpb']:.8f}" in log
+    assert 1.0 < result["val_bpb"] < 10.0
+
+
+def test_golf_score_equals_the_trainer_roundtrip(trained_run, capsys):
+    code = golf_main(["score", str(trained_run / "model.golf"), "--max-tokens", "32768", "--json",
+                      "--no-progress", "--audit"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["ok"]
+    result = read_result(trained_run)
+    assert abs(report["val_bpb"] - result["val_bpb"]) < 1e-6
+    assert report["tokens"] == result["tokens"] and report["bytes"] == result["bytes"]
+    assert report["audit"]["docs_failed"] == 0 and report["audit"]["docs_checked"] > 0
+
+
+def test_wallclock_cap_stops_early_and_still_writes_the_artifact(tmp_path):
+    run_dir = tmp_path / "capped"
+    proc = run_trainer(run_dir, {"ITERATIONS": "100000", "MAX_WALLCLOCK_SECONDS": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = read_result(run_dir)
+    assert 0 < result["steps"] < 100000
+    assert "stopping_early: wallclock_cap" in (run_dir / "train.log").read_text()
+    assert (run_dir / "model.golf").stat().st_size == result["bytes_model"]
+
+
+def test_nan_loss_stops_with_a_clear_message_and_keeps_last_good_weights(tmp_path):
+    run_dir = tmp_path / "diverged"
+    # An absurd embedding LR overflows the weights to inf within a couple of steps.
+    proc = run_trainer(run_dir, {"ITERATIONS": "50", "MAX_WALLCLOCK_SECONDS": "0", "TIED_EMBED_LR": "1e38"})
+    assert proc.returncode != 0
+    log = (run_dir / "train.log").read_text()
+    assert "non-finite train loss" in log
+    assert (run_dir / "model_lastgood.golf").exists()
+    assert not (run_dir / "result.json").exists()
+
+
+@pytest.mark.parametrize("step,elapsed,expected", [(0, 0.0, 1.0), (50, 50_000.0, 1.0), (90, 90_000.0, 0.5),
+                                                   (99, 99_000.0, 0.05)])
+def test_time_based_warmdown_fraction(step, elapsed, expected):
+    tg = load_train_gpt()
+    args = SimpleNamespace(max_wallclock_seconds=100.0, warmdown_frac=0.2, warmdown_iters=1200, iterations=10**6)
+    assert tg.lr_multiplier(args, step, elapsed) == pytest.approx(expected)
+
+
+def test_official_warmdown_rules():
+    tg = load_train_gpt()
+    # Capped: warmdown lasts WARMDOWN_ITERS × the mean step time (here 10 steps × 1 s).
+    capped = SimpleNamespace(max_wallclock_seconds=100.0, warmdown_frac=0.0, warmdown_iters=10, iterations=10**6)
+    assert tg.lr_multiplier(capped, 50, 50_000.0) == 1.0
+    assert tg.lr_multiplier(capped, 95, 95_000.0) == pytest.approx(0.5)
+    # Uncapped: the last WARMDOWN_ITERS steps by count.
+    uncapped = SimpleNamespace(max_wallclock_seconds=0.0, warmdown_frac=0.0, warmdown_iters=10, iterations=100)
+    assert tg.lr_multiplier(uncapped, 89, 0.0) == 1.0
+    assert tg.lr_multiplier(uncapped, 95, 0.0) == pytest.approx(0.5)

@@ -1,0 +1,540 @@
+"""
+golf's train_gpt.py: the official parameter-golf baseline trainer, built on the golf toolkit.
+
+Launch it the challenge's way; every knob is an environment variable with the official name and
+default (plus a few golf additions, marked below):
+
+    torchrun --standalone --nproc_per_node=8 train_gpt.py                       # 8×H100 record run
+    DATA_PATH=embedded TOKENIZER_PATH=embedded MAX_WALLCLOCK_SECONDS=60 \\
+        torchrun --standalone --nproc_per_node=2 train_gpt.py                   # CPU smoke run
+
+Everything a run produces lands in RUN_DIR (default runs/<RUN_ID>): train.log (self-describing:
+source hashes, versions, hardware), model.golf (the quantized, compressed artifact that counts
+against the 16,000,000-byte cap), model_raw.golf (unquantized fp32 weights, for comparison) and
+result.json (the final numbers, read by `golf pack`; never scrape the log).
+`golf pack` turns this file and the golf/quant modules it imports into one self-contained script.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+import golf
+import quant
+from golf import embedded, models
+from golf.bpb import build_byte_table, load_tokenizer
+from golf.data import DistributedTokenLoader, find_shards, load_val_tokens, val_windows
+from golf.optim import Muon, zeropower_via_newtonschulz5
+from golf.score import evaluate, model_from_artifact
+
+# -----------------------------------------------------------------------------
+# HYPERPARAMETERS
+# -----------------------------------------------------------------------------
+# Why environment variables: that is how the challenge, its records and every sweep tool drive
+# the trainer (`SEED=1 RUN_ID=x torchrun ... train_gpt.py`), so golf keeps the official names
+# and defaults. The model's shape (VOCAB_SIZE, NUM_LAYERS, MODEL_DIM, NUM_HEADS, NUM_KV_HEADS,
+# MLP_MULT, TIE_EMBEDDINGS, ROPE_BASE, LOGIT_SOFTCAP, QK_GAIN_INIT, TIED_EMBED_INIT_STD) is read
+# by the chosen variant's config from the same environment.
+
+
+def _env(name: str, default, kind=str):
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise SystemExit(f"train_gpt.py: {name}={raw!r} is not a valid {kind.__name__}") from None
+
+
+class Hyperparameters:
+    # Data and run.
+    data_path = _env("DATA_PATH", "./data/datasets/fineweb10B_sp1024")
+    tokenizer_path = _env("TOKENIZER_PATH", "./data/tokenizers/fineweb_1024_bpe.model")
+    run_id = _env("RUN_ID", str(uuid.uuid4()))
+    seed = _env("SEED", 1337, int)
+
+    # Validation and logging.
+    val_batch_size = _env("VAL_BATCH_SIZE", 524_288, int)
+    val_loss_every = _env("VAL_LOSS_EVERY", 1000, int)
+    train_log_every = _env("TRAIN_LOG_EVERY", 200, int)
+
+    # Length of training.
+    iterations = _env("ITERATIONS", 20_000, int)
+    warmdown_iters = _env("WARMDOWN_ITERS", 1200, int)
+    warmup_steps = _env("WARMUP_STEPS", 20, int)
+    train_batch_tokens = _env("TRAIN_BATCH_TOKENS", 524_288, int)
+    train_seq_len = _env("TRAIN_SEQ_LEN", 1024, int)
+    max_wallclock_seconds = _env("MAX_WALLCLOCK_SECONDS", 600.0, float)
+
+    # Optimizers.
+    embed_lr = _env("EMBED_LR", 0.6, float)
+    head_lr = _env("HEAD_LR", 0.008, float)
+    tied_embed_lr = _env("TIED_EMBED_LR", 0.05, float)
+    matrix_lr = _env("MATRIX_LR", 0.04, float)
+    scalar_lr = _env("SCALAR_LR", 0.04, float)
+    muon_momentum = _env("MUON_MOMENTUM", 0.95, float)
+    muon_backend_steps = _env("MUON_BACKEND_STEPS", 5, int)
+    muon_momentum_warmup_start = _env("MUON_MOMENTUM_WARMUP_START", 0.85, float)
+    muon_momentum_warmup_steps = _env("MUON_MOMENTUM_WARMUP_STEPS", 500, int)
+    beta1 = _env("BETA1", 0.9, float)
+    beta2 = _env("BETA2", 0.95, float)
+    adam_eps = _env("ADAM_EPS", 1e-8, float)
+    grad_clip_norm = _env("GRAD_CLIP_NORM", 0.0, float)
+
+    # golf additions (defaults reproduce the official behaviour where one exists).
+    model = _env("MODEL", "ar")                      # variant name: ar, ...
+    run_dir = _env("RUN_DIR", "")                    # default runs/<RUN_ID>
+    warmdown_frac = _env("WARMDOWN_FRAC", 0.0, float)  # >0: warm down over this share of the run
+    val_max_tokens = _env("VAL_MAX_TOKENS", 0, int)  # 0 = the whole val split
+    grad_accum_steps = _env("GRAD_ACCUM_STEPS", 0, int)  # 0 = 8 // WORLD_SIZE, as official
+    quant_rule = _env("QUANT", "int8")               # per-tensor quantization rule
+    compressor = _env("COMPRESSOR", "zstd-22")       # artifact compressor (official: zlib-9)
+    device = _env("DEVICE", "auto")                  # auto | cuda | cpu
+
+
+# -----------------------------------------------------------------------------
+# DISTRIBUTED SETUP AND LOGGING
+# -----------------------------------------------------------------------------
+# Why torchrun and nothing else: RANK/WORLD_SIZE/LOCAL_RANK from torchrun are the whole
+# contract, so one node or many is only a matter of torchrun flags. NCCL on GPU, gloo on CPU.
+# Only rank 0 writes the log; it starts with everything needed to review the run later.
+
+
+class Runtime:
+    def __init__(self, args: Hyperparameters) -> None:
+        self.distributed = "RANK" in os.environ and "WORLD_SIZE" in os.environ
+        self.rank = int(os.environ.get("RANK", 0))
+        self.world_size = int(os.environ.get("WORLD_SIZE", 1))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        use_cuda = {"auto": torch.cuda.is_available(), "cuda": True, "cpu": False}.get(args.device)
+        if use_cuda is None:
+            raise SystemExit(f"train_gpt.py: DEVICE must be auto, cuda or cpu, not {args.device!r}")
+        if use_cuda and not torch.cuda.is_available():
+            raise SystemExit("train_gpt.py: DEVICE=cuda but CUDA is not available")
+        self.device = torch.device("cuda", self.local_rank) if use_cuda else torch.device("cpu")
+        if use_cuda:
+            torch.cuda.set_device(self.device)
+        if self.distributed:
+            if use_cuda:
+                dist.init_process_group(backend="nccl", device_id=self.device)
+            else:
+                dist.init_process_group(backend="gloo")
+            dist.barrier()
+        self.is_main = self.rank == 0
+        self.run_dir = Path(args.run_dir or f"runs/{args.run_id}")
+        self.log_path = self.run_dir / "train.log"
+        if self.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.log_path.write_text("")
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def log0(self, msg: str, console: bool = True) -> None:
+        if not self.is_main:
+            return
+        if console:
+            print(msg, flush=True)
+        with self.log_path.open("a", encoding="utf-8") as f:
+            f.write(msg + "\n")
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def all_true(self, flag: bool) -> bool:
+        """True only if `flag` holds on every rank (so all ranks take the same branch)."""
+        if not self.distributed:
+            return flag
+        t = torch.tensor(int(flag), device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        return bool(t.item())
+
+    def any_true(self, flag: bool) -> bool:
+        return not self.all_true(not flag)
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.distributed:
+            dist.destroy_process_group()
+
+
+def source_files() -> list[Path]:
+    """This script plus every golf/quant module it has imported: the code a submission ships."""
+    files = {Path(__file__).resolve()}
+    for module in list(sys.modules.values()):
+        origin = getattr(module, "__file__", None)
+        if origin and module.__name__.split(".")[0] in ("golf", "quant"):
+            files.add(Path(origin).resolve())
+    return sorted(files)
+
+
+def log_environment(rt: Runtime, args: Hyperparameters, sources: list[Path]) -> None:
+    digest = hashlib.sha256()
+    for path in sources:
+        digest.update(path.read_bytes())
+    rt.log0(f"run_id:{args.run_id} run_dir:{rt.run_dir}")
+    rt.log0(f"source_sha256:{digest.hexdigest()} files:{len(sources)}")
+    for path in sources:
+        rt.log0(f"source {hashlib.sha256(path.read_bytes()).hexdigest()[:16]} {path.name}", console=False)
+    rt.log0(f"versions python:{platform.python_version()} torch:{torch.__version__} golf:{golf.__version__} "
+            f"numpy:{np.__version__}")
+    if rt.cuda:
+        smi = subprocess.run(["nvidia-smi"], capture_output=True, text=True, check=False).stdout
+        rt.log0(f"hardware gpus:{torch.cuda.device_count()} name:{torch.cuda.get_device_name(rt.device)}")
+        rt.log0(smi, console=False)
+    else:
+        rt.log0(f"hardware cpu:{platform.processor() or platform.machine()} cores:{os.cpu_count()} "
+                f"torch_threads:{torch.get_num_threads()} world_size:{rt.world_size}")
+
+
+# -----------------------------------------------------------------------------
+# TOKENIZER-AGNOSTIC EVALUATION SETUP
+# -----------------------------------------------------------------------------
+# Why bits per byte: val_loss in nats per token depends on the tokenizer, bytes do not. Each
+# scored token is credited the UTF-8 bytes it stands for, from the tokenizer's byte table
+# (golf.bpb, the official rule: a '▁' counts one byte except right after a boundary token).
+# A model whose score is only an upper bound (an ELBO) says so with the label `bound`.
+
+
+def resolve_data(args: Hyperparameters) -> tuple[Path, Path]:
+    """DATA_PATH/TOKENIZER_PATH, where the word `embedded` means golf's shipped FineWeb sample."""
+    data = embedded.shards_dir() if args.data_path == "embedded" else Path(args.data_path)
+    tok = embedded.tokenizer_path() if args.tokenizer_path == "embedded" else Path(args.tokenizer_path)
+    if not data.exists():
+        raise SystemExit(f"train_gpt.py: DATA_PATH {data} does not exist; download shards with "
+                         "`golf data fetch --variant sp1024 --train-shards N` or use DATA_PATH=embedded")
+    return data, tok
+
+
+# -----------------------------------------------------------------------------
+# MODEL AND OPTIMIZERS
+# -----------------------------------------------------------------------------
+# Why Muon + Adam: the official split. Muon orthogonalises the momentum of every 2-D block
+# matrix; Adam handles the embedding (its own LR, higher when untied), an untied head and the
+# small control tensors. No weight decay anywhere, as in the baseline. On GPU the model runs
+# in bf16 (linear weights and control tensors stay fp32, as official) under torch.compile.
+
+
+def build_model(args: Hyperparameters, rt: Runtime) -> models.LanguageModel:
+    config = models.config_from_env(args.model, os.environ)
+    model = models.build(args.model, config).to(rt.device)
+    if rt.cuda:
+        model = model.bfloat16()
+        for module in model.modules():  # matmul weights stay fp32 and are cast per use
+            if isinstance(module, torch.nn.Linear):
+                module.float()
+        for name, param in model.named_parameters():  # vectors and control tensors stay fp32
+            if param.ndim < 2 or any(p in name for p in models.base.CONTROL_TENSOR_NAME_PATTERNS):
+                param.data = param.data.float()
+    return model
+
+
+def build_optimizers(args: Hyperparameters, model: models.LanguageModel, rt: Runtime) -> list:
+    groups = model.param_groups()
+    tied = getattr(model.config, "tie_embeddings", True)
+    adam_kw = dict(betas=(args.beta1, args.beta2), eps=args.adam_eps, fused=rt.cuda)
+
+    def adam(params, lr: float):
+        return torch.optim.Adam([{"params": params, "lr": lr, "base_lr": lr}], **adam_kw)
+
+    optimizers = [adam(groups["embed"], args.tied_embed_lr if tied else args.embed_lr)]
+    muon = Muon(groups["matrix"], lr=args.matrix_lr, momentum=args.muon_momentum,
+                backend_steps=args.muon_backend_steps,
+                ns_dtype=torch.bfloat16 if rt.cuda else torch.float32,
+                orthogonalize=torch.compile(zeropower_via_newtonschulz5) if rt.cuda else zeropower_via_newtonschulz5)
+    for group in muon.param_groups:
+        group["base_lr"] = args.matrix_lr
+    optimizers += [muon, adam(groups["scalar"], args.scalar_lr)]
+    if groups["head"]:
+        optimizers.append(adam(groups["head"], args.head_lr))
+    return [opt for opt in optimizers if any(g["params"] for g in opt.param_groups)]
+
+
+# -----------------------------------------------------------------------------
+# LEARNING-RATE SCHEDULE
+# -----------------------------------------------------------------------------
+# Why constant-then-linear-warmdown: the baseline's schedule. Under a wallclock cap the
+# warmdown is measured in time (WARMDOWN_ITERS × the mean step time so far), so the LR reaches
+# zero when the cap does however fast the hardware is. WARMDOWN_FRAC, a golf addition, sets
+# the warmdown as a share of the run instead.
+
+
+def lr_multiplier(args: Hyperparameters, step: int, elapsed_ms: float) -> float:
+    cap_ms = 1000.0 * args.max_wallclock_seconds if args.max_wallclock_seconds > 0 else None
+    if cap_ms is None:
+        warmdown = (args.warmdown_frac * args.iterations if args.warmdown_frac > 0
+                    else args.warmdown_iters)
+        if warmdown <= 0:
+            return 1.0
+        start = max(args.iterations - warmdown, 0)
+        return max((args.iterations - step) / warmdown, 0.0) if start <= step < args.iterations else 1.0
+    if args.warmdown_frac > 0:
+        warmdown_ms = args.warmdown_frac * cap_ms
+    elif args.warmdown_iters > 0:
+        warmdown_ms = args.warmdown_iters * elapsed_ms / max(step, 1)
+    else:
+        return 1.0
+    remaining_ms = max(cap_ms - elapsed_ms, 0.0)
+    return remaining_ms / max(warmdown_ms, 1e-9) if remaining_ms <= warmdown_ms else 1.0
+
+
+# -----------------------------------------------------------------------------
+# POST-TRAINING QUANTIZATION AND THE ARTIFACT
+# -----------------------------------------------------------------------------
+# Why quantize then reload: the score that counts is the one of the bytes that ship. The
+# weights are quantized by QUANT's per-tensor rule (default: the official int8 per-row scheme
+# with small tensors kept in float), compressed into one artifact (a JSON manifest + payload
+# with a checksum; never a pickle), read back from disk and scored from the bytes alone.
+
+
+def artifact_meta(args: Hyperparameters, model: models.LanguageModel, tok_path: Path,
+                  tok_sha: str, vocab: int) -> dict:
+    return {"model": {"variant": model.variant, "config": model.config_dict()},
+            "tokenizer": {"name": tok_path.name, "sha256": tok_sha, "vocab_size": vocab},
+            "eval": {"seq_len": args.train_seq_len},
+            "run": {"run_id": args.run_id, "seed": args.seed}, "golf_version": golf.__version__}
+
+
+def counted_code_bytes(sources: list[Path]) -> int:
+    # Until `golf pack` makes the self-contained script, count every source file uncompressed:
+    # an upper bound on what the packed train_gpt.py will weigh.
+    return sum(path.stat().st_size for path in sources)
+
+
+# -----------------------------------------------------------------------------
+# TRAINING
+# -----------------------------------------------------------------------------
+# Why this loop: it is the baseline's. Gradient accumulation keeps the global batch fixed
+# whatever the world size; DDP syncs gradients on the last micro-step only; train time pauses
+# during validation; once the wallclock cap is reached on any rank, all ranks stop after the
+# same step. A NaN/inf loss stops the run before it can corrupt the weights, and the last good
+# weights are saved.
+
+
+def main() -> None:
+    args = Hyperparameters()
+    rt = Runtime(args)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    data_path, tok_path = resolve_data(args)
+    grad_accum = args.grad_accum_steps or max(1, 8 // rt.world_size)
+    if not args.grad_accum_steps and 8 % rt.world_size and rt.world_size < 8:
+        raise SystemExit(f"train_gpt.py: WORLD_SIZE={rt.world_size} must divide 8, or set GRAD_ACCUM_STEPS")
+
+    # Tokenizer, byte table and data.
+    sp = load_tokenizer(tok_path)
+    tok_sha = embedded.file_sha256(tok_path)
+    model = build_model(args, rt)
+    vocab = model.config.vocab_size
+    if sp.vocab_size() != vocab:
+        raise SystemExit(f"train_gpt.py: tokenizer has {sp.vocab_size()} pieces but VOCAB_SIZE={vocab}")
+    table = build_byte_table(sp, vocab)
+    train_files = find_shards(data_path, "train")
+    val_tokens = load_val_tokens(find_shards(data_path, "val"), args.train_seq_len,
+                                 max_tokens=args.val_max_tokens or None, vocab_size=vocab)
+    windows = val_windows(val_tokens, args.train_seq_len)
+    val_batch_windows = max(1, args.val_batch_size // (rt.world_size * grad_accum) // args.train_seq_len)
+    autocast_dtype = torch.bfloat16 if rt.cuda else None
+
+    sources = source_files()
+    log_environment(rt, args, sources)
+    rt.log0(f"val_bpb:enabled tokenizer_kind=sentencepiece tokenizer_path={tok_path} sha256:{tok_sha[:16]}")
+    rt.log0(f"train_loader:dataset:{data_path} train_shards:{len(train_files)}")
+    rt.log0(f"val_loader:tokens:{val_tokens.numel()} windows:{windows.size(0)}")
+    rt.log0(f"model:{args.model} model_params:{sum(p.numel() for p in model.parameters())} "
+            f"config:{json.dumps(model.config_dict(), sort_keys=True)}")
+    rt.log0(f"world_size:{rt.world_size} grad_accum_steps:{grad_accum} device:{rt.device}")
+    rt.log0(f"train_batch_tokens:{args.train_batch_tokens} train_seq_len:{args.train_seq_len} "
+            f"iterations:{args.iterations} warmup_steps:{args.warmup_steps} "
+            f"max_wallclock_seconds:{args.max_wallclock_seconds:.3f} warmdown_iters:{args.warmdown_iters} "
+            f"warmdown_frac:{args.warmdown_frac}")
+    rt.log0(f"embed_lr:{args.tied_embed_lr if model.config.tie_embeddings else args.embed_lr} "
+            f"head_lr:{args.head_lr} matrix_lr:{args.matrix_lr} scalar_lr:{args.scalar_lr} seed:{args.seed}")
+
+    # Compile and wrap. On CPU there is no compile, so no compile warm-up either.
+    trained_model = torch.compile(model, dynamic=False, fullgraph=True) if rt.cuda else model
+    if rt.distributed:
+        trained_model = DDP(trained_model, device_ids=[rt.local_rank] if rt.cuda else None,
+                            broadcast_buffers=False)
+    optimizers = build_optimizers(args, model, rt)
+    muon = next(opt for opt in optimizers if isinstance(opt, Muon))
+
+    def make_loader() -> DistributedTokenLoader:
+        return DistributedTokenLoader(train_files, rt.rank, rt.world_size, vocab_size=vocab)
+
+    def run_micro_steps(loader: DistributedTokenLoader) -> torch.Tensor:
+        train_loss = torch.zeros((), device=rt.device)
+        for micro in range(grad_accum):
+            if rt.distributed:
+                trained_model.require_backward_grad_sync = micro == grad_accum - 1
+            batch = loader.next_batch(args.train_batch_tokens, args.train_seq_len, grad_accum)
+            batch = batch.to(rt.device, non_blocking=True)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=rt.cuda):
+                loss = trained_model(batch)
+            train_loss += loss.detach()
+            (loss / grad_accum).backward()
+        return train_loss / grad_accum
+
+    def zero_grad() -> None:
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+
+    loader = make_loader()
+    if rt.cuda and args.warmup_steps > 0:
+        # Prime torch.compile on real steps, then restore the true initial state: the timed run
+        # starts from the same weights, optimizer state and data as an uncompiled one would.
+        initial_model = copy.deepcopy(model.state_dict())
+        initial_opts = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
+        for warm in range(args.warmup_steps):
+            run_micro_steps(loader)
+            for opt in optimizers:
+                opt.step()
+            zero_grad()
+            rt.log0(f"warmup_step:{warm + 1}/{args.warmup_steps}")
+        model.load_state_dict(initial_model)
+        for opt, state in zip(optimizers, initial_opts):
+            opt.load_state_dict(state)
+        zero_grad()
+        loader = make_loader()
+
+    def validate() -> tuple[float, float]:
+        result = evaluate(model, windows, table, batch_windows=val_batch_windows, device=rt.device,
+                          rank=rt.rank, world_size=rt.world_size, autocast_dtype=autocast_dtype)
+        return result.val_loss, result.val_bpb
+
+    cap_ms = 1000.0 * args.max_wallclock_seconds if args.max_wallclock_seconds > 0 else None
+    training_ms, stop_after, step = 0.0, None, 0
+    val_loss = val_bpb = float("nan")
+    rt.sync()
+    t0 = time.perf_counter()
+    while True:
+        last_step = step == args.iterations or (stop_after is not None and step >= stop_after)
+        if last_step or (args.val_loss_every > 0 and step % args.val_loss_every == 0):
+            rt.sync()
+            training_ms += 1000.0 * (time.perf_counter() - t0)
+            val_loss, val_bpb = validate()
+            rt.log0(f"step:{step}/{args.iterations} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} "
+                    f"train_time:{training_ms:.0f}ms step_avg:{training_ms / max(step, 1):.2f}ms")
+            rt.sync()
+            t0 = time.perf_counter()
+        if last_step:
+            if stop_after is not None and step < args.iterations:
+                rt.log0(f"stopping_early: wallclock_cap train_time:{training_ms:.0f}ms step:{step}/{args.iterations}")
+            break
+
+        scale = lr_multiplier(args, step, training_ms + 1000.0 * (time.perf_counter() - t0))
+        zero_grad()
+        train_loss = run_micro_steps(loader)
+        if not rt.all_true(bool(torch.isfinite(train_loss))):
+            stop_on_divergence(rt, args, model, step, float(train_loss), tok_path, tok_sha, vocab)
+        frac = min(step / args.muon_momentum_warmup_steps, 1.0) if args.muon_momentum_warmup_steps > 0 else 1.0
+        for group in muon.param_groups:
+            group["momentum"] = (1 - frac) * args.muon_momentum_warmup_start + frac * args.muon_momentum
+        for opt in optimizers:
+            for group in opt.param_groups:
+                group["lr"] = group["base_lr"] * scale
+        if args.grad_clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip_norm)
+        for opt in optimizers:
+            opt.step()
+        zero_grad()
+        step += 1
+
+        approx_ms = training_ms + 1000.0 * (time.perf_counter() - t0)
+        if args.train_log_every > 0 and (step <= 10 or step % args.train_log_every == 0 or stop_after is not None):
+            rt.log0(f"step:{step}/{args.iterations} train_loss:{train_loss.item():.4f} "
+                    f"train_time:{approx_ms:.0f}ms step_avg:{approx_ms / step:.2f}ms")
+        if stop_after is None and rt.any_true(cap_ms is not None and approx_ms >= cap_ms):
+            stop_after = step
+
+    peak = (torch.cuda.max_memory_allocated() // 2**20 if rt.cuda
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    rt.log0(f"peak memory {'allocated' if rt.cuda else 'rss'}: {peak} MiB")
+    tokens_seen = step * args.train_batch_tokens
+    rt.log0(f"tokens_seen:{tokens_seen} tokens_per_s:{tokens_seen / max(training_ms / 1000, 1e-9):.0f}")
+
+    # Quantize, write, reload from the bytes alone, and score what ships.
+    meta = artifact_meta(args, model, tok_path, tok_sha, vocab)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    artifact_path = rt.run_dir / "model.golf"
+    if rt.is_main:
+        quant.write_artifact(rt.run_dir / "model_raw.golf", state, rule="fp32", meta=meta, compressor="none")
+        quant.write_artifact(artifact_path, state, rule=args.quant_rule, meta=meta, compressor=args.compressor)
+    rt.barrier()
+    bytes_model = artifact_path.stat().st_size
+    bytes_code = counted_code_bytes(sources)
+    rt.log0(f"Serialized model {args.quant_rule}+{args.compressor}: {bytes_model} bytes")
+    rt.log0(f"Code size: {bytes_code} bytes ({len(sources)} files, uncompressed)")
+    rt.log0(f"Total submission size {args.quant_rule}+{args.compressor}: {bytes_model + bytes_code} bytes "
+            f"(cap 16000000, headroom {16_000_000 - bytes_model - bytes_code})")
+
+    loaded = quant.read_artifact(artifact_path)
+    roundtrip_model = model_from_artifact(loaded.meta, loaded.state_dict).to(rt.device)
+    result = evaluate(roundtrip_model, windows, table, batch_windows=val_batch_windows, device=rt.device,
+                      rank=rt.rank, world_size=rt.world_size, autocast_dtype=autocast_dtype)
+    tag = f"final_{args.quant_rule}_{args.compressor}_roundtrip".replace("-", "")
+    rt.log0(f"{tag} val_loss:{result.val_loss:.4f} val_bpb:{result.val_bpb:.4f} "
+            f"eval_time:{1000 * result.seconds:.0f}ms label:{result.label}")
+    rt.log0(f"{tag}_exact val_loss:{result.val_loss:.8f} val_bpb:{result.val_bpb:.8f}")
+
+    summary = {
+        **result.as_dict(), "pre_quant_val_loss": val_loss, "pre_quant_val_bpb": val_bpb,
+        "bytes_model": bytes_model, "bytes_code": bytes_code, "bytes_total": bytes_model + bytes_code,
+        "steps": step, "train_time_ms": round(training_ms), "tokens_seen": tokens_seen,
+        "model_params": sum(p.numel() for p in model.parameters()),
+        "peak_memory_mib": peak, "peak_memory_kind": "cuda_allocated" if rt.cuda else "cpu_rss",
+        "seed": args.seed, "run_id": args.run_id, "world_size": rt.world_size,
+        "grad_accum_steps": grad_accum, "device": rt.device.type, "quant": args.quant_rule,
+        "compressor": args.compressor, "artifact": artifact_path.name,
+        "config": {k: v for k, v in vars(Hyperparameters).items() if not k.startswith("_")},
+        "model_config": model.config_dict(), "model": args.model,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "golf": golf.__version__},
+    }
+    if rt.is_main:
+        (rt.run_dir / "result.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+        rt.log0("golf_result " + json.dumps(summary, sort_keys=True), console=False)
+    rt.close()
+
+
+def stop_on_divergence(rt: Runtime, args: Hyperparameters, model: models.LanguageModel, step: int,
+                       loss: float, tok_path: Path, tok_sha: str, vocab: int) -> None:
+    """Save the weights as they were before this step (not yet updated) and stop every rank."""
+    path = rt.run_dir / "model_lastgood.golf"
+    if rt.is_main:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        quant.write_artifact(path, state, rule="fp32", meta=artifact_meta(args, model, tok_path, tok_sha, vocab),
+                             compressor="none")
+    rt.log0(f"error: non-finite train loss ({loss}) at step {step}; stopped before updating the weights. "
+            f"Last good weights: {path}. Lower the learning rates or set GRAD_CLIP_NORM.")
+    rt.barrier()
+    rt.close()
+    raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
