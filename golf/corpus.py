@@ -23,6 +23,7 @@ import sentencepiece as spm
 from tqdm import tqdm
 
 from golf.data import write_shard
+from golf.bpb import load_tokenizer
 from golf.embedded import file_sha256
 from golf.errors import GolfError
 
@@ -77,16 +78,6 @@ def _jsonl_texts(path: Path) -> Iterator[str]:
             raise GolfError(f"{path}: not valid UTF-8 (byte {exc.start} of a line)") from None
 
 
-def load_sentencepiece(path: PathLike) -> spm.SentencePieceProcessor:
-    path = Path(path)
-    if not path.is_file():
-        raise GolfError(f"{path}: tokenizer model not found")
-    try:
-        return spm.SentencePieceProcessor(model_file=str(path))
-    except (RuntimeError, OSError) as exc:
-        raise GolfError(f"{path}: not a SentencePiece model ({str(exc).splitlines()[0]})") from None
-
-
 class _ShardWriter:
     """Packs token arrays into fixed-size shards, one split at a time, as the official export."""
 
@@ -134,7 +125,7 @@ def build_shards(doc_paths: PathLike | Iterable[PathLike], tokenizer_path: PathL
     if shard_tokens <= 0:
         raise GolfError(f"shard_tokens must be positive, got {shard_tokens}")
     doc_paths = _path_list(doc_paths)
-    sp = load_sentencepiece(tokenizer_path)
+    sp = load_tokenizer(tokenizer_path)
     vocab_size, bos = sp.vocab_size(), sp.bos_id()
     if vocab_size > 2**16:
         raise GolfError(f"{tokenizer_path}: vocab_size {vocab_size} does not fit uint16 shards (max 65536)")

@@ -94,6 +94,12 @@ def evaluate(model: LanguageModel, windows: torch.Tensor, table: ByteTable, *,
                        nats_stderr=math.sqrt(variance) if label == "bound" else None)
 
 
+def eval_autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 on GPU, as the official eval; fp32 on CPU. The trainer's final roundtrip and
+    `golf score` both use this, so on the same device they compute the same number."""
+    return torch.bfloat16 if device.type == "cuda" else None
+
+
 def model_from_artifact(meta: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> LanguageModel:
     """Rebuild a model from an artifact's manifest and decoded tensors alone."""
     try:
@@ -151,7 +157,7 @@ def score_artifact(artifact_path: Path, *, data: Path, tokenizer: Path, max_toke
     tokens = load_val_tokens(find_shards(data, "val"), seq_len, max_tokens=max_tokens, vocab_size=vocab)
     windows = val_windows(tokens, seq_len)
     result = evaluate(model, windows, table, batch_windows=max(1, batch_tokens // seq_len), device=dev,
-                      progress=progress)
+                      autocast_dtype=eval_autocast_dtype(dev), progress=progress)
     report: dict[str, Any] = {
         "command": "score", "artifact": str(artifact_path), "bytes_model": artifact.nbytes,
         "variant": artifact.meta["model"]["variant"], "quant": artifact.rule,

@@ -137,11 +137,12 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_tokenizer(args: argparse.Namespace) -> int:
-    from golf.corpus import load_sentencepiece, train_tokenizer
+    from golf.bpb import load_tokenizer
+    from golf.corpus import train_tokenizer
 
     model = train_tokenizer(args.docs, args.out, vocab_size=args.vocab_size, max_docs=args.max_docs,
                             progress=_progress(args))
-    vocab = load_sentencepiece(model).vocab_size()
+    vocab = load_tokenizer(model).vocab_size()
     if args.json:
         emit_json({"model": str(model), "vocab": str(model.with_suffix(".vocab")), "vocab_size": vocab})
     else:

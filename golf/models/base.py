@@ -14,12 +14,9 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-# Official baseline names of the small "control" tensors: gains, mixes and skip weights. They are
-# trained with Adam (not Muon) and kept in fp32 by the int8 export.
-CONTROL_TENSOR_NAME_PATTERNS: tuple[str, ...] = (
-    "attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix", "resid_mixes",
-    "q_gain", "skip_weight", "skip_weights",
-)
+# The official names of the small "control" tensors (gains, mixes, skip weights): one list for the
+# optimizer split here (Adam, not Muon) and the int8 export (kept in fp32).
+from quant.rules import CONTROL_PATTERNS as CONTROL_TENSOR_NAME_PATTERNS
 
 
 @dataclasses.dataclass
