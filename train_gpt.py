@@ -37,6 +37,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import golf
+import golf.errors
 import quant
 from golf import embedded, models
 from golf.bpb import build_byte_table, load_tokenizer
@@ -142,6 +143,11 @@ class Runtime:
         self.is_main = self.rank == 0
         self.run_dir = Path(args.run_dir or f"runs/{args.run_id}")
         self.log_path = self.run_dir / "train.log"
+        # Never overwrite a finished or running run: its artifact may be the one a record ships.
+        # Rank 0 looks (other nodes may not share its disk) and every rank learns the answer.
+        if self.any_true(self.is_main and self.log_path.exists() and self.log_path.stat().st_size > 0):
+            raise SystemExit(f"train_gpt.py: {self.run_dir} already holds a run; set another RUN_ID or "
+                             "RUN_DIR, or delete it")
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.log_path.write_text("")
@@ -554,4 +560,8 @@ def stop_on_divergence(rt: Runtime, args: Hyperparameters, model: models.Languag
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (golf.errors.GolfError, quant.QuantError) as exc:  # bad input: one line, no traceback
+        print(f"train_gpt.py: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
 
-from conftest import REPO, read_result, run_trainer
+from conftest import REPO, TINY_TRAIN_ENV, read_result, run_trainer
 from golf.cli import main as golf_main
+from golf.launch import train_env
 
 
 def load_train_gpt():
@@ -50,6 +53,10 @@ def test_wallclock_cap_stops_early_and_still_writes_the_artifact(tmp_path):
     assert 0 < result["steps"] < 100000
     assert "stopping_early: wallclock_cap" in (run_dir / "train.log").read_text()
     assert (run_dir / "model.golf").stat().st_size == result["bytes_model"]
+    # A second run into the same folder is refused and leaves the first one untouched.
+    again = run_trainer(run_dir, {"ITERATIONS": "2", "MAX_WALLCLOCK_SECONDS": "0"})
+    assert again.returncode != 0 and "already holds a run" in again.stderr + again.stdout
+    assert read_result(run_dir) == result
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_last_good_weights(tmp_path):
@@ -81,3 +88,12 @@ def test_official_warmdown_rules():
     uncapped = SimpleNamespace(max_wallclock_seconds=0.0, warmdown_frac=0.0, warmdown_iters=10, iterations=100)
     assert tg.lr_multiplier(uncapped, 89, 0.0) == 1.0
     assert tg.lr_multiplier(uncapped, 95, 0.0) == pytest.approx(0.5)
+
+
+def test_missing_data_is_a_one_line_error(tmp_path):
+    env = train_env(tmp_path / "run", {**TINY_TRAIN_ENV, "DATA_PATH": str(tmp_path)})
+    proc = subprocess.run([sys.executable, str(REPO / "train_gpt.py")], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"train_gpt.py: error: no fineweb_train_*.bin shards in {tmp_path} "
+        "(get shards with `golf data fetch` or `golf data build`)"]
