@@ -15,6 +15,7 @@ from typing import Callable
 import zstandard
 
 from .errors import QuantError
+from .registry import Registry
 
 DEFAULT_COMPRESSOR = "zstd-22"
 
@@ -34,28 +35,22 @@ class Compressor:
     decompress_bounded: Callable[[bytes, int], bytes]
 
 
-_COMPRESSORS: dict[str, Compressor] = {}
+_COMPRESSORS: Registry[Compressor] = Registry("compressor")
 
 
 def register_compressor(c: Compressor) -> Compressor:
     # The artifact header stores the name as a u8 length plus ASCII bytes.
     if not (c.name.isascii() and 0 < len(c.name) < 256):
         raise QuantError(f"compressor name {c.name!r} must be 1-255 ASCII characters")
-    if c.name in _COMPRESSORS:
-        raise QuantError(f"compressor {c.name!r} is already registered")
-    _COMPRESSORS[c.name] = c
-    return c
+    return _COMPRESSORS.add(c.name, c)
 
 
 def get_compressor(name: str) -> Compressor:
-    try:
-        return _COMPRESSORS[name]
-    except KeyError:
-        raise QuantError(f"unknown compressor {name!r} (known: {', '.join(compressor_names())})") from None
+    return _COMPRESSORS.get(name)
 
 
 def compressor_names() -> list[str]:
-    return sorted(_COMPRESSORS)
+    return _COMPRESSORS.names()
 
 
 def compress(name: str, data: bytes) -> bytes:

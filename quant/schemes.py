@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .errors import QuantError
+from .registry import Registry
 
 
 @dataclass
@@ -44,26 +45,20 @@ class Scheme(ABC):
         """An upper bound on max |w - decode(encode(w))| that this scheme promises for `w`."""
 
 
-_SCHEMES: dict[str, Scheme] = {}
+_SCHEMES: Registry[Scheme] = Registry("quantization scheme")
 
 
 def register_scheme(scheme: Scheme) -> Scheme:
     """Add `scheme` under `scheme.name`; a second scheme with the same name is a bug, so it raises."""
-    if scheme.name in _SCHEMES:
-        raise QuantError(f"scheme {scheme.name!r} is already registered")
-    _SCHEMES[scheme.name] = scheme
-    return scheme
+    return _SCHEMES.add(scheme.name, scheme)
 
 
 def get_scheme(name: str) -> Scheme:
-    try:
-        return _SCHEMES[name]
-    except KeyError:
-        raise QuantError(f"unknown quantization scheme {name!r} (known: {', '.join(scheme_names())})") from None
+    return _SCHEMES.get(name)
 
 
 def scheme_names() -> list[str]:
-    return sorted(_SCHEMES)
+    return _SCHEMES.names()
 
 
 def expect_part(enc: Encoded, key: str, dtype: torch.dtype, shape: tuple[int, ...]) -> Tensor:
