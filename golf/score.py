@@ -20,10 +20,19 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from golf import models
-from golf.bpb import ByteTable, bits_per_byte, window_bytes
-from golf.data import rank_slice
+from golf.bpb import (
+    ByteTable,
+    audit_bytes,
+    bits_per_byte,
+    build_byte_table,
+    load_tokenizer,
+    window_bytes,
+)
+from golf.data import find_shards, load_val_tokens, rank_slice, val_windows
+from golf.embedded import file_sha256
 from golf.errors import GolfError
 from golf.models.base import LanguageModel
+from quant import read_artifact
 
 LN2 = math.log(2.0)
 
@@ -138,12 +147,6 @@ def score_artifact(artifact_path: Path, *, data: Path, tokenizer: Path, max_toke
                    seq_len: int | None = None, batch_tokens: int = 65_536, device: str = "auto",
                    audit: bool = False, progress: bool = True) -> dict[str, Any]:
     """Rebuild the model from the artifact alone and score it on the val shards under `data`."""
-    from quant import read_artifact  # quant is imported lazily: golf.score is also used by quant-free tools
-
-    from golf.bpb import audit_bytes, build_byte_table, load_tokenizer
-    from golf.data import find_shards, load_val_tokens, val_windows
-    from golf.embedded import file_sha256
-
     artifact = read_artifact(artifact_path)
     tok_sha = file_sha256(tokenizer)
     check_tokenizer_matches(artifact.meta, tokenizer, tok_sha)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from golf.cli import build_parser
 from golf.launch import torchrun_command, train_env
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,6 +29,12 @@ def run_trainer(run_dir: Path, env: dict[str, str], nproc: int = 1,
     return subprocess.run(torchrun_command(nproc, REPO / "train_gpt.py"),
                           env=train_env(run_dir, {**TINY_TRAIN_ENV, **env}), capture_output=True, text=True,
                           timeout=timeout, cwd=run_dir.parent)
+
+
+def run_cli(argv: list[str]) -> int:
+    """Parse with the real `golf` parser and run the command, letting GolfError propagate."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
 
 
 def read_result(run_dir: Path) -> dict:

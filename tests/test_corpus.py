@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -10,9 +9,9 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from golf.commands import data as data_cmd
 from golf.corpus import build_shards, iter_documents, train_tokenizer
 from golf.data import read_shard
+from conftest import run_cli
 from golf.errors import GolfError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,12 +34,6 @@ def write_jsonl(path: Path, texts: list[str]) -> Path:
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
     return path
 
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="golf")
-    data_cmd.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 # --- documents ------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import struct
 from pathlib import Path
@@ -11,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from golf.commands import data as data_cmd
 from golf.data import (
     HEADER_BYTES,
     SHARD_MAGIC,
@@ -27,6 +25,7 @@ from golf.data import (
     val_windows,
     write_shard,
 )
+from conftest import run_cli
 from golf.errors import GolfError
 
 
@@ -40,12 +39,6 @@ def make_shards(folder: Path, split: str, sizes: list[int], start: int = 0) -> t
         offset += n
     return files, np.arange(start, offset)
 
-
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="golf")
-    data_cmd.add_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(argv)
-    return args.func(args)
 
 
 # --- format ---------------------------------------------------------------------------------
