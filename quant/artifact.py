@@ -6,7 +6,7 @@ File layout (little-endian), format version 1:
     0       4     magic b"GOLF"
     4       2     u16 format version (1)
     6       1     u8  length n of the compressor name
-    7       n     compressor name, ASCII ("zstd-22", "zlib-9", "lzma", "none")
+    7       n     compressor name, ASCII ("zstd-22", "zlib-9", "lzma", "brotli-11", "none")
     7+n     8     u64 length of the body before compression
     15+n    8     u64 length C of the compressed body
     23+n    C     compressed body
@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .compress import DEFAULT_COMPRESSOR, compress, decompress, get_compressor
+from .compress import AUTO, DEFAULT_COMPRESSOR, compress, compress_smallest, decompress, get_compressor
 from .errors import ArtifactError, QuantError
 from .rules import QTensor, Rule, dequantize, parse_rule, quantize
 from .schemes import Encoded, dtype_name
@@ -127,26 +127,36 @@ def _json_bytes(obj: dict) -> bytes:
 
 
 def encode_artifact(state_dict: Mapping[str, Tensor], *, rule: str | Rule = "int8", meta: dict,
-                    compressor: str = DEFAULT_COMPRESSOR) -> bytes:
-    """Quantize `state_dict` by `rule` and return the artifact bytes. Same inputs, same bytes."""
+                    compressor: str = DEFAULT_COMPRESSOR, hessians: Mapping[str, Tensor] | None = None) -> bytes:
+    """Quantize `state_dict` by `rule` and return the artifact bytes. Same inputs, same bytes.
+
+    `compressor="auto"` tries every registered compressor and records the one that won.
+    `hessians` feed rules with gptq=1 (see `quantize`).
+    """
     parsed = parse_rule(rule)
-    name = get_compressor(compressor).name.encode("ascii")  # fail fast, before quantizing
-    entries, chunks = _layout(quantize(state_dict, parsed))
+    if compressor != AUTO:
+        get_compressor(compressor)  # fail fast, before quantizing
+    entries, chunks = _layout(quantize(state_dict, parsed, hessians))
     manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "rule": parsed.spec,
                 "meta": meta, "tensors": entries}
     manifest_bytes = _json_bytes(manifest)
     body = b"".join([_U32.pack(len(manifest_bytes)), manifest_bytes, *chunks])
-    packed = compress(compressor, body)
+    if compressor == AUTO:
+        compressor, packed = compress_smallest(body)
+    else:
+        packed = compress(compressor, body)
+    name = compressor.encode("ascii")
     data = b"".join([_HEAD.pack(MAGIC, FORMAT_VERSION, len(name)), name,
                      _SIZES.pack(len(body), len(packed)), packed])
     return data + hashlib.sha256(data).digest()
 
 
 def write_artifact(path: str | os.PathLike, state_dict: Mapping[str, Tensor], *, rule: str | Rule = "int8",
-                   meta: dict, compressor: str = DEFAULT_COMPRESSOR) -> ArtifactInfo:
+                   meta: dict, compressor: str = DEFAULT_COMPRESSOR,
+                   hessians: Mapping[str, Tensor] | None = None) -> ArtifactInfo:
     """Encode and write atomically: readers see the old file or the complete new one, never a part."""
     path = Path(path)
-    data = encode_artifact(state_dict, rule=rule, meta=meta, compressor=compressor)
+    data = encode_artifact(state_dict, rule=rule, meta=meta, compressor=compressor, hessians=hessians)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -332,3 +342,40 @@ def read_manifest(path: str | os.PathLike) -> dict:
         return _split_body(_unframe(data)[1])[0]
     except ArtifactError as e:
         raise ArtifactError(f"{path}: {e}") from None
+
+
+# ----------------------------------------------------------------------------- raw access
+
+
+@dataclass(frozen=True)
+class RawArtifact:
+    """A verified artifact taken apart but not decoded, for tools that account for its bytes.
+
+    nbytes == header_nbytes + body_nbytes + digest_nbytes. The decompressed `body` is the u32
+    manifest length, the `manifest_nbytes` manifest JSON bytes, then `payload` (a view of `body`).
+    """
+
+    compressor: str
+    nbytes: int  # the whole file
+    header_nbytes: int  # everything before the compressed body
+    body_nbytes: int  # the compressed body
+    digest_nbytes: int  # the trailing SHA-256
+    manifest: dict
+    manifest_nbytes: int
+    body: bytes
+    payload: memoryview
+
+
+def open_raw(source: str | os.PathLike | bytes) -> RawArtifact:
+    """Verify the frame and split the body of an artifact (a path, or its bytes); tensors stay undecoded."""
+    data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else _read_bytes(source)
+    try:
+        compressor, body = _unframe(data)
+        manifest, payload = _split_body(body)
+    except ArtifactError as e:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            raise
+        raise ArtifactError(f"{source}: {e}") from None
+    header = _HEAD.size + len(compressor) + _SIZES.size  # the name is ASCII: one byte per character
+    return RawArtifact(compressor, len(data), header, len(data) - header - _DIGEST, _DIGEST, manifest,
+                       len(body) - _U32.size - len(payload), body, payload)

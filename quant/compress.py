@@ -1,4 +1,4 @@
-"""Named compressors for the artifact body.
+"""Named compressors for the artifact body: zstd-22, zlib-9, lzma, brotli-11 (optional), none.
 
 Every compressor must be deterministic (same bytes in → same bytes out) because artifacts are
 compared byte for byte. Decompression is bounded: it never produces more than `max_size` bytes,
@@ -14,10 +14,17 @@ from typing import Callable
 
 import zstandard
 
+try:  # brotli is optional (pip install golf[brotli]); without it the compressor is not registered.
+    import brotli
+except ImportError:  # pragma: no cover - depends on the environment
+    brotli = None
+
 from .errors import QuantError
 from .registry import Registry
 
 DEFAULT_COMPRESSOR = "zstd-22"
+# Not a stored name: "try every registered compressor and keep the smallest output".
+AUTO = "auto"
 
 _CHUNK = 1 << 20
 
@@ -57,12 +64,25 @@ def compress(name: str, data: bytes) -> bytes:
     return get_compressor(name).compress(bytes(data))
 
 
+def compress_smallest(data: bytes, names: list[str] | None = None) -> tuple[str, bytes]:
+    """(name, output) of the compressor giving the fewest bytes; ties go to the first name in order."""
+    data = bytes(data)
+    best: tuple[str, bytes] | None = None
+    for name in names or compressor_names():
+        out = get_compressor(name).compress(data)
+        if best is None or len(out) < len(best[1]):
+            best = (name, out)
+    if best is None:
+        raise QuantError("no compressor to choose from")
+    return best
+
+
 def decompress(name: str, data: bytes, max_size: int) -> bytes:
     """Decompress `data`; raise `QuantError` if it is corrupt, truncated or would exceed `max_size`."""
     c = get_compressor(name)
     try:
         out = c.decompress_bounded(bytes(data), max_size)
-    except (zlib.error, lzma.LZMAError, zstandard.ZstdError) as e:
+    except (zlib.error, lzma.LZMAError, zstandard.ZstdError, *_BROTLI_ERRORS) as e:
         raise QuantError(f"{name}: corrupt compressed data ({e})") from None
     if len(out) > max_size:
         raise QuantError(f"{name}: decompressed data exceeds the expected {max_size} bytes")
@@ -108,8 +128,21 @@ def _lzma_decompress(data: bytes, limit: int) -> bytes:
     return out
 
 
+def _brotli_decompress(data: bytes, limit: int) -> bytes:
+    d = brotli.Decompressor()
+    out = d.process(data, output_buffer_limit=limit + 1)
+    if len(out) <= limit and not d.is_finished():
+        raise QuantError("brotli-11: truncated stream")
+    return out
+
+
+_BROTLI_ERRORS: tuple[type[Exception], ...] = (brotli.error,) if brotli is not None else ()
+
 register_compressor(Compressor("zstd-22", _zstd_compress, _zstd_decompress))
 register_compressor(Compressor("zlib-9", lambda d: zlib.compress(d, 9), _zlib_decompress))
 register_compressor(Compressor(
     "lzma", lambda d: lzma.compress(d, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS), _lzma_decompress))
 register_compressor(Compressor("none", lambda d: d, lambda d, limit: d[: limit + 1]))
+if brotli is not None:
+    register_compressor(Compressor("brotli-11", lambda d: brotli.compress(d, quality=11, lgwin=24),
+                                   _brotli_decompress))

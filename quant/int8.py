@@ -12,8 +12,7 @@ import torch
 from torch import Tensor
 
 from .errors import QuantError
-from .schemes import (Encoded, Scheme, expect_part, max_abs, register_scheme, represents, require_float,
-                      rounding_slack)
+from .schemes import DEFAULTS, Encoded, EncodeOptions, Scheme, dequant_slack, expect_part, register_scheme, require_float
 
 INT8_CLIP_PERCENTILE = 99.99984
 INT8_CLIP_Q = INT8_CLIP_PERCENTILE / 100.0
@@ -63,7 +62,7 @@ def _tensor_scale(t32: Tensor) -> tuple[float, Tensor]:
 class Int8Scheme(Scheme):
     name = "int8"
 
-    def encode(self, w: Tensor) -> Encoded:
+    def encode(self, w: Tensor, opts: EncodeOptions = DEFAULTS) -> Encoded:
         require_float(self.name, w)
         t32 = w.detach().to("cpu").float()
         if t32.ndim == 2:
@@ -86,7 +85,7 @@ class Int8Scheme(Scheme):
             return (q.float() * float(scale.item())).to(dtype).contiguous()
         raise QuantError(f"int8: granularity {granularity!r} does not fit shape {list(shape)}")
 
-    def error_bound(self, w: Tensor) -> float:
+    def error_bound(self, w: Tensor, opts: EncodeOptions = DEFAULTS) -> float:
         if w.numel() == 0:
             return 0.0
         t32 = w.detach().to("cpu").float()
@@ -102,10 +101,7 @@ class Int8Scheme(Scheme):
         per_row = excess + scale * (0.5 + _DIV_SLACK) + 127 * (scale - stored).abs()
         top = 127 * float(stored.max())
         # Then the fp32 product q·scale, the cast to the original dtype, and (fp64 only) the cast in.
-        slack = rounding_slack(torch.float32, top) + rounding_slack(w.dtype, top)
-        if not represents(torch.float32, w.dtype):
-            slack += rounding_slack(torch.float32, max_abs(w))
-        return float(per_row.max()) + slack
+        return float(per_row.max()) + dequant_slack(w, top)
 
 
 INT8 = register_scheme(Int8Scheme())

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .schemes import (Encoded, Scheme, expect_part, max_abs, register_scheme, represents, require_float,
-                      rounding_slack)
+from .schemes import (DEFAULTS, Encoded, EncodeOptions, Scheme, expect_part, max_abs, register_scheme,
+                      represents, require_float, rounding_slack)
 
 
 class CastScheme(Scheme):
@@ -21,14 +21,14 @@ class CastScheme(Scheme):
         self.name = name
         self.store = store
 
-    def encode(self, w: Tensor) -> Encoded:
+    def encode(self, w: Tensor, opts: EncodeOptions = DEFAULTS) -> Encoded:
         require_float(self.name, w)
         return Encoded({"data": w.detach().to(device="cpu", dtype=self.store, copy=True).contiguous()})
 
     def decode(self, enc: Encoded, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         return expect_part(enc, "data", self.store, shape).to(dtype)
 
-    def error_bound(self, w: Tensor) -> float:
+    def error_bound(self, w: Tensor, opts: EncodeOptions = DEFAULTS) -> float:
         m = max_abs(w)
         bound = 0.0 if represents(self.store, w.dtype) else rounding_slack(self.store, m)
         # The way back can round again when the original dtype is the narrower one (fp16 stored as bf16).
@@ -42,13 +42,13 @@ class RawScheme(Scheme):
 
     name = "raw"
 
-    def encode(self, w: Tensor) -> Encoded:
+    def encode(self, w: Tensor, opts: EncodeOptions = DEFAULTS) -> Encoded:
         return Encoded({"data": w.detach().to(device="cpu", copy=True).contiguous()})
 
     def decode(self, enc: Encoded, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         return expect_part(enc, "data", dtype, shape)
 
-    def error_bound(self, w: Tensor) -> float:
+    def error_bound(self, w: Tensor, opts: EncodeOptions = DEFAULTS) -> float:
         return 0.0
 
 

@@ -1,9 +1,23 @@
 """Rules: which scheme each tensor of a state dict gets, and whole-state-dict (de)quantization.
 
-A rule string is parsed once into a `Rule` object that answers `scheme_for(name, tensor)`. Today
-the strings are presets (`int8`, the official routing; `fp32`/`fp16`/`bf16`, everything float
-stored in one dtype). The per-group grammar (`emb=int4g32,attn=int6,...,small=fp16`) will be one
-more `Rule` subclass picked by `parse_rule`; nothing else has to change.
+A rule string is parsed once into a `Rule` that answers `scheme_for(name, tensor)` and the
+encode options for it. Three kinds of string:
+
+- presets: `int8` (the official routing, bit-exact with the baseline), `fp32`/`fp16`/`bf16`
+  (every float tensor in one dtype: the unquantized reference);
+- a bare scheme name (`int6`, `fp8`, ...): that scheme for every matrix, the group defaults below
+  for the rest;
+- the group grammar, comma-separated `key=value`:
+  `emb=int4g32,attn=int6,mlp=int6,other=int8,small=fp16[,head=..][,control=fp32][,layout=planes][,gptq=1]`.
+
+Groups, first match wins: non-float tensors are stored `raw`; `control` = the baseline's control
+tensors (gains, mixes, skip weights; default fp32); `small` = other float tensors with fewer than
+2 dims (default fp16); `emb` = the token embedding (a tied model's head too, stored once); `head`
+= an untied LM head; `attn` / `mlp` = matrices inside attention / MLP blocks; `other` = every
+other matrix (default int8). `emb`, `head`, `attn` and `mlp` default to `other`. Unlike the
+`int8` preset, the grammar quantizes every matrix, however small: at golf sizes even a 128-wide
+K projection is worth 2x. `layout` is how intN codes are packed (see `packing`); `gptq=1` makes
+intN tensors use GPTQ with calibration Hessians passed to `quantize`.
 """
 
 from __future__ import annotations
@@ -16,7 +30,8 @@ import torch
 from torch import Tensor
 
 from .errors import QuantError
-from .schemes import Encoded, get_scheme
+from .packing import DEFAULT_LAYOUT, check_layout
+from .schemes import DEFAULTS, Encoded, EncodeOptions, get_scheme, scheme_names
 
 # Substrings of the baseline's control tensors (gains, mixes, skip weights): kept in fp32 because
 # they are few and the model is sensitive to them (train_gpt.py CONTROL_TENSOR_NAME_PATTERNS).
@@ -30,10 +45,15 @@ class Rule(ABC):
     """A parsed rule; `spec` is its canonical string, recorded in the artifact manifest."""
 
     spec: str
+    gptq: bool = False  # whether intN tensors want calibration Hessians (GPTQ)
 
     @abstractmethod
     def scheme_for(self, name: str, t: Tensor) -> str:
         """The registered scheme name for tensor `name`."""
+
+    def options_for(self, name: str, hessians: Mapping[str, Tensor] | None) -> EncodeOptions:
+        """Encode options for tensor `name` (the presets use the defaults)."""
+        return DEFAULTS
 
     def __str__(self) -> str:
         return self.spec
@@ -62,6 +82,68 @@ class UniformFloatRule(Rule):
         return self.spec if t.is_floating_point() else "raw"
 
 
+class GroupRule(Rule):
+    """The group grammar; `spec` is canonical (every key spelled out) so equal rules compare equal."""
+
+    GROUPS = ("emb", "head", "attn", "mlp", "other", "small", "control")
+    ALIASES = {"fp8": "fp8e4m3"}
+
+    def __init__(self, groups: Mapping[str, str], layout: str = DEFAULT_LAYOUT, gptq: bool = False):
+        other = groups.get("other", "int8")
+        defaults = {"emb": other, "head": other, "attn": other, "mlp": other, "other": other,
+                    "small": "fp16", "control": "fp32"}
+        self.groups = {g: self.ALIASES.get(v, v) for g, v in {**defaults, **groups}.items()}
+        for group, scheme in self.groups.items():
+            get_scheme(scheme)  # unknown scheme names fail here, at parse time
+            if scheme == "raw":
+                raise QuantError(f"group {group!r}: 'raw' is only for non-float tensors")
+        self.layout = check_layout(layout)
+        self.gptq = gptq
+        spelled = ",".join(f"{g}={self.groups[g]}" for g in self.GROUPS)
+        self.spec = f"{spelled},layout={layout},gptq={int(gptq)}"
+
+    @classmethod
+    def parse(cls, text: str) -> GroupRule:
+        groups: dict[str, str] = {}
+        options = {"layout": DEFAULT_LAYOUT, "gptq": "0"}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            key, sep, value = (x.strip() for x in item.partition("="))
+            if not sep or not value:
+                raise QuantError(f"rule item {item!r} is not key=value")
+            if key in options:
+                options[key] = value
+            elif key in cls.GROUPS:
+                groups[key] = value
+            else:
+                raise QuantError(f"unknown rule key {key!r} (groups: {', '.join(cls.GROUPS)}; "
+                                 "options: layout, gptq)")
+        if options["gptq"] not in ("0", "1"):
+            raise QuantError(f"gptq must be 0 or 1, got {options['gptq']!r}")
+        return cls(groups, options["layout"], options["gptq"] == "1")
+
+    def group_of(self, name: str, t: Tensor) -> str:
+        if any(p in name for p in CONTROL_PATTERNS):
+            return "control"
+        if t.ndim < 2:
+            return "small"
+        if "tok_emb" in name:
+            return "emb"
+        if "lm_head" in name:
+            return "head"
+        if ".attn." in name:
+            return "attn"
+        if ".mlp." in name:
+            return "mlp"
+        return "other"
+
+    def scheme_for(self, name: str, t: Tensor) -> str:
+        return self.groups[self.group_of(name, t)] if t.is_floating_point() else "raw"
+
+    def options_for(self, name: str, hessians: Mapping[str, Tensor] | None) -> EncodeOptions:
+        hessian = hessians.get(name) if self.gptq and hessians is not None else None
+        return EncodeOptions(layout=self.layout, hessian=hessian)
+
+
 _PRESETS = {"int8": OfficialInt8Rule, "fp32": lambda: UniformFloatRule("fp32"),
             "fp16": lambda: UniformFloatRule("fp16"), "bf16": lambda: UniformFloatRule("bf16")}
 
@@ -69,10 +151,16 @@ _PRESETS = {"int8": OfficialInt8Rule, "fp32": lambda: UniformFloatRule("fp32"),
 def parse_rule(rule: str | Rule) -> Rule:
     if isinstance(rule, Rule):
         return rule
-    factory = _PRESETS.get(rule.strip())
-    if factory is None:
-        raise QuantError(f"unknown quantization rule {rule!r} (known: {', '.join(sorted(_PRESETS))})")
-    return factory()
+    text = rule.strip()
+    if text in _PRESETS:
+        return _PRESETS[text]()
+    if "=" in text:
+        return GroupRule.parse(text)
+    scheme = GroupRule.ALIASES.get(text, text)
+    if scheme in scheme_names() and scheme != "raw":
+        return GroupRule({"other": scheme})
+    raise QuantError(f"unknown quantization rule {rule!r}: use a preset ({', '.join(sorted(_PRESETS))}), "
+                     "a scheme name, or groups like 'emb=int4g32,attn=int6,mlp=int6,other=int8'")
 
 
 class QTensor(NamedTuple):
@@ -90,13 +178,19 @@ def plan(state_dict: Mapping[str, Tensor], rule: str | Rule = "int8") -> dict[st
     return {name: parsed.scheme_for(name, t) for name, t in state_dict.items()}
 
 
-def quantize(state_dict: Mapping[str, Tensor], rule: str | Rule = "int8") -> dict[str, QTensor]:
+def quantize(state_dict: Mapping[str, Tensor], rule: str | Rule = "int8",
+             hessians: Mapping[str, Tensor] | None = None) -> dict[str, QTensor]:
+    """Encode every tensor by `rule`. `hessians` (weight name → [in, in] input second moment) are
+    needed by rules with gptq=1; tensors without one (e.g. the embedding) fall back to rounding."""
+    parsed = parse_rule(rule)
+    if parsed.gptq and not hessians:
+        raise QuantError(f"rule {parsed.spec!r} asks for GPTQ but no calibration Hessians were given")
     out: dict[str, QTensor] = {}
-    for name, scheme in plan(state_dict, rule).items():
+    for name, scheme in plan(state_dict, parsed).items():
         # On the CPU, like the official, so the quantile (and thus every byte) is device-independent.
         t = state_dict[name].detach().to("cpu").contiguous()
         try:
-            enc = get_scheme(scheme).encode(t)
+            enc = get_scheme(scheme).encode(t, parsed.options_for(name, hessians))
         except QuantError as e:
             raise QuantError(f"{name}: {e}") from None
         out[name] = QTensor(scheme, enc, tuple(t.shape), t.dtype)

@@ -16,7 +16,23 @@ import torch
 from torch import Tensor
 
 from .errors import QuantError
+from .packing import DEFAULT_LAYOUT
 from .registry import Registry
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """Per-tensor choices a rule passes to `Scheme.encode`; schemes ignore what they do not use.
+
+    `layout` is how intN codes are laid out in bytes (see `packing`); `hessian` (the [in, in]
+    second moment of the tensor's input activations) switches intN schemes to GPTQ.
+    """
+
+    layout: str = DEFAULT_LAYOUT
+    hessian: Tensor | None = None
+
+
+DEFAULTS = EncodeOptions()
 
 
 @dataclass
@@ -33,7 +49,7 @@ class Scheme(ABC):
     name: str
 
     @abstractmethod
-    def encode(self, w: Tensor) -> Encoded:
+    def encode(self, w: Tensor, opts: EncodeOptions = DEFAULTS) -> Encoded:
         """Store `w`. Parts must be CPU tensors that do not alias `w`."""
 
     @abstractmethod
@@ -41,7 +57,7 @@ class Scheme(ABC):
         """Rebuild a tensor of `shape` and `dtype`; raise `QuantError` if the parts do not fit."""
 
     @abstractmethod
-    def error_bound(self, w: Tensor) -> float:
+    def error_bound(self, w: Tensor, opts: EncodeOptions = DEFAULTS) -> float:
         """An upper bound on max |w - decode(encode(w))| that this scheme promises for `w`."""
 
 
@@ -104,3 +120,12 @@ def rounding_slack(dtype: torch.dtype, magnitude: float) -> float:
     if magnitude > info.max:
         return math.inf
     return magnitude * info.eps / 2 + info.smallest_normal * info.eps / 2
+
+
+def dequant_slack(w: Tensor, top: float) -> float:
+    """Float rounding a dequantizer adds for values up to `top`: the fp32 product, the cast back to
+    `w`'s dtype, and (for dtypes fp32 cannot hold exactly, i.e. fp64) the cast to fp32 on the way in."""
+    slack = rounding_slack(torch.float32, top) + rounding_slack(w.dtype, top)
+    if not represents(torch.float32, w.dtype):
+        slack += rounding_slack(torch.float32, max_abs(w))
+    return slack

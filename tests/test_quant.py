@@ -145,7 +145,7 @@ def test_decode_rejects_parts_that_do_not_fit():
 
 
 def test_scheme_registry():
-    with pytest.raises(QuantError, match=r"unknown quantization scheme 'int3' \(known: bf16, fp16, fp32, int8, raw\)"):
+    with pytest.raises(QuantError, match=r"unknown quantization scheme 'int3' \(known: bf16, fp16, fp32, fp8e4m3, int4, "):
         get_scheme("int3")
     with pytest.raises(QuantError, match="already registered"):
         register_scheme(get_scheme("int8"))
@@ -192,8 +192,8 @@ def test_uniform_float_rules(rule):
 
 
 def test_unknown_rule():
-    with pytest.raises(QuantError, match=r"unknown quantization rule 'int7' \(known: bf16, fp16, fp32, int8\)"):
-        plan(baseline_state_dict(), "int7")
+    with pytest.raises(QuantError, match=r"unknown quantization rule 'int3': use a preset \(bf16, fp16, fp32, int8\)"):
+        plan(baseline_state_dict(), "int3")
 
 
 def test_quantize_dequantize_restores_dtypes_and_shapes():
@@ -229,8 +229,8 @@ def test_compressors_reject_truncated_streams(name):
 
 
 def test_compressor_registry():
-    assert compressor_names() == ["lzma", "none", "zlib-9", "zstd-22"]
-    with pytest.raises(QuantError, match=r"unknown compressor 'brotli' \(known: lzma, none, zlib-9, zstd-22\)"):
+    assert compressor_names() == ["brotli-11", "lzma", "none", "zlib-9", "zstd-22"]
+    with pytest.raises(QuantError, match=r"unknown compressor 'brotli' \(known: brotli-11, lzma, none, zlib-9, zstd-22\)"):
         compress("brotli", b"x")
 
 
