@@ -41,7 +41,9 @@ import quant
 from golf import embedded, models
 from golf.bpb import build_byte_table, load_tokenizer
 from golf.data import DistributedTokenLoader, find_shards, load_val_tokens, val_windows
+from golf.calibrate import collect_hessians
 from golf.optim import Muon, zeropower_via_newtonschulz5
+from golf.qat import enable_qat
 from golf.score import eval_autocast_dtype, evaluate, model_from_artifact
 
 # -----------------------------------------------------------------------------
@@ -105,8 +107,10 @@ class Hyperparameters:
     warmdown_frac = _env("WARMDOWN_FRAC", 0.0, float)  # >0: warm down over this share of the run
     val_max_tokens = _env("VAL_MAX_TOKENS", 0, int)  # 0 = the whole val split
     grad_accum_steps = _env("GRAD_ACCUM_STEPS", 0, int)  # 0 = 8 // WORLD_SIZE, as official
-    quant_rule = _env("QUANT", "int8")               # per-tensor quantization rule
-    compressor = _env("COMPRESSOR", "zstd-22")       # artifact compressor (official: zlib-9)
+    quant_rule = _env("QUANT", "int8")               # per-tensor quantization rule (golf inspect/budget)
+    compressor = _env("COMPRESSOR", "zstd-22")       # artifact compressor (official: zlib-9); auto = smallest
+    qat_start_frac = _env("QAT_START_FRAC", 0.0, float)  # >0: fake-quantize intN weights from this share of the run on
+    gptq_calib_tokens = _env("GPTQ_CALIB_TOKENS", 131_072, int)  # train tokens for GPTQ Hessians (rule gptq=1)
     device = _env("DEVICE", "auto")                  # auto | cuda | cpu
     autocast = _env("AUTOCAST", "auto")              # training matmul dtype: auto | bf16 | off
 
@@ -302,6 +306,13 @@ def build_optimizers(args: Hyperparameters, model: models.LanguageModel, rt: Run
 # the warmdown as a share of the run instead.
 
 
+def run_progress(args: Hyperparameters, step: int, elapsed_ms: float) -> float:
+    """How far through the run we are, 0..1: by steps or by wallclock, whichever is further."""
+    by_steps = step / args.iterations if args.iterations > 0 else 0.0
+    by_time = elapsed_ms / (1000.0 * args.max_wallclock_seconds) if args.max_wallclock_seconds > 0 else 0.0
+    return max(by_steps, by_time)
+
+
 def lr_multiplier(args: Hyperparameters, step: int, elapsed_ms: float) -> float:
     cap_ms = 1000.0 * args.max_wallclock_seconds if args.max_wallclock_seconds > 0 else None
     if cap_ms is None:
@@ -338,6 +349,23 @@ def artifact_meta(args: Hyperparameters, model: models.LanguageModel, tok_path: 
             "run": {"run_id": args.run_id, "seed": args.seed}, "golf_version": golf.__version__}
 
 
+def calibrate(args: Hyperparameters, rt: Runtime, model: models.LanguageModel, loader: DistributedTokenLoader,
+              grad_accum: int, dtype: torch.dtype | None) -> tuple[dict[str, torch.Tensor], float]:
+    # GPTQ's Hessians from the start of the *train* stream (never val), after the clock stopped;
+    # its cost is logged so a record can count it.
+    batches = max(1, args.gptq_calib_tokens // args.train_batch_tokens * grad_accum)
+    stream = (loader.next_batch(args.train_batch_tokens, args.train_seq_len, grad_accum) for _ in range(batches))
+    hessians, seconds = collect_hessians(model, stream, device=rt.device, autocast_dtype=dtype)
+    rt.log0(f"gptq:calibration layers:{len(hessians)} tokens:{batches * args.train_batch_tokens // grad_accum} "
+            f"time:{1000 * seconds:.0f}ms")
+    return hessians, seconds
+
+
+def _tag(text: str) -> str:
+    """A log-key-safe rule or compressor name: 'zstd-22' → 'zstd22', 'emb=int4g32,...' → 'emb_int4g32_...'."""
+    return "".join(c if c.isalnum() else "_" for c in text.replace("-", "")).strip("_")
+
+
 def counted_code_bytes(sources: list[Path]) -> int:
     # Until `golf pack` makes the self-contained script, count every source file uncompressed:
     # an upper bound on what the packed train_gpt.py will weigh.
@@ -361,6 +389,9 @@ def main() -> None:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     data_path, tok_path = resolve_data(args)
+    rule = quant.parse_rule(args.quant_rule)  # a bad QUANT or COMPRESSOR fails now, not after training
+    if args.compressor != quant.AUTO:
+        quant.get_compressor(args.compressor)
     grad_accum = args.grad_accum_steps or max(1, 8 // rt.world_size)
     if not args.grad_accum_steps and 8 % rt.world_size and rt.world_size < 8:
         raise SystemExit(f"train_gpt.py: WORLD_SIZE={rt.world_size} must divide 8, or set GRAD_ACCUM_STEPS")
@@ -394,6 +425,7 @@ def main() -> None:
             f"iterations:{args.iterations} warmup_steps:{args.warmup_steps} "
             f"max_wallclock_seconds:{args.max_wallclock_seconds:.3f} warmdown_iters:{args.warmdown_iters} "
             f"warmdown_frac:{args.warmdown_frac}")
+    rt.log0(f"quant:{rule.spec} compressor:{args.compressor} qat_start_frac:{args.qat_start_frac}")
     rt.log0(f"embed_lr:{args.tied_embed_lr if model.config.tie_embeddings else args.embed_lr} "
             f"head_lr:{args.head_lr} matrix_lr:{args.matrix_lr} scalar_lr:{args.scalar_lr} seed:{args.seed}")
 
@@ -449,7 +481,7 @@ def main() -> None:
         return result.val_loss, result.val_bpb
 
     cap_ms = 1000.0 * args.max_wallclock_seconds if args.max_wallclock_seconds > 0 else None
-    training_ms, stop_after, step = 0.0, None, 0
+    training_ms, stop_after, step, qat_on = 0.0, None, 0, False
     val_loss = val_bpb = float("nan")
     rt.sync()
     t0 = time.perf_counter()
@@ -468,7 +500,12 @@ def main() -> None:
                 rt.log0(f"stopping_early: wallclock_cap train_time:{training_ms:.0f}ms step:{step}/{args.iterations}")
             break
 
-        scale = lr_multiplier(args, step, training_ms + 1000.0 * (time.perf_counter() - t0))
+        elapsed_ms = training_ms + 1000.0 * (time.perf_counter() - t0)
+        scale = lr_multiplier(args, step, elapsed_ms)
+        if args.qat_start_frac > 0 and not qat_on and rt.any_true(
+                run_progress(args, step, elapsed_ms) >= args.qat_start_frac):
+            qat_on = True
+            rt.log0(f"qat:enabled step:{step} layers:{enable_qat(model, rule)} rule:{rule.spec}")
         zero_grad()
         train_loss = run_micro_steps(loader)
         if not rt.all_true(bool(torch.isfinite(train_loss))):
@@ -503,22 +540,27 @@ def main() -> None:
     meta = artifact_meta(args, model, tok_path, tok_sha, vocab)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     artifact_path = rt.run_dir / "model.golf"
+    hessians, gptq_seconds = None, 0.0
+    if rule.gptq:
+        hessians, gptq_seconds = calibrate(args, rt, model, make_loader(), grad_accum, train_dtype)
     if rt.is_main:
         quant.write_artifact(rt.run_dir / "model_raw.golf", state, rule="fp32", meta=meta, compressor="none")
-        quant.write_artifact(artifact_path, state, rule=args.quant_rule, meta=meta, compressor=args.compressor)
+        quant.write_artifact(artifact_path, state, rule=rule, meta=meta, compressor=args.compressor,
+                             hessians=hessians)
     rt.barrier()
+    loaded = quant.read_artifact(artifact_path)
+    compressor = loaded.compressor  # what COMPRESSOR=auto chose
     bytes_model = artifact_path.stat().st_size
     bytes_code = counted_code_bytes(sources)
-    rt.log0(f"Serialized model {args.quant_rule}+{args.compressor}: {bytes_model} bytes")
+    rt.log0(f"Serialized model {args.quant_rule}+{compressor}: {bytes_model} bytes")
     rt.log0(f"Code size: {bytes_code} bytes ({len(sources)} files, uncompressed)")
-    rt.log0(f"Total submission size {args.quant_rule}+{args.compressor}: {bytes_model + bytes_code} bytes "
+    rt.log0(f"Total submission size {args.quant_rule}+{compressor}: {bytes_model + bytes_code} bytes "
             f"(cap 16000000, headroom {16_000_000 - bytes_model - bytes_code})")
 
-    loaded = quant.read_artifact(artifact_path)
     roundtrip_model = model_from_artifact(loaded.meta, loaded.state_dict).to(rt.device)
     result = evaluate(roundtrip_model, windows, table, batch_windows=val_batch_windows, device=rt.device,
                       rank=rt.rank, world_size=rt.world_size, autocast_dtype=eval_dtype)
-    tag = f"final_{args.quant_rule}_{args.compressor}_roundtrip".replace("-", "")
+    tag = f"final_{_tag(args.quant_rule)}_{_tag(compressor)}_roundtrip"
     rt.log0(f"{tag} val_loss:{result.val_loss:.4f} val_bpb:{result.val_bpb:.4f} "
             f"eval_time:{1000 * result.seconds:.0f}ms label:{result.label}")
     rt.log0(f"{tag}_exact val_loss:{result.val_loss:.8f} val_bpb:{result.val_bpb:.8f}")
@@ -530,8 +572,9 @@ def main() -> None:
         "model_params": sum(p.numel() for p in model.parameters()),
         "peak_memory_mib": peak, "peak_memory_kind": "cuda_allocated" if rt.cuda else "cpu_rss",
         "seed": args.seed, "run_id": args.run_id, "world_size": rt.world_size,
-        "grad_accum_steps": grad_accum, "device": rt.device.type, "quant": args.quant_rule,
-        "compressor": args.compressor, "artifact": artifact_path.name,
+        "grad_accum_steps": grad_accum, "device": rt.device.type, "quant": rule.spec,
+        "compressor": compressor, "artifact": artifact_path.name, "gptq_seconds": round(gptq_seconds, 3),
+        "qat": qat_on,
         "config": {k: v for k, v in vars(Hyperparameters).items() if not k.startswith("_")},
         "model_config": model.config_dict(), "model": args.model,
         "versions": {"python": platform.python_version(), "torch": torch.__version__,

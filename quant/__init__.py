@@ -9,7 +9,7 @@ from __future__ import annotations
 from . import fp8, int8, intn, passthrough, tied4  # noqa: F401  (importing registers the schemes)
 from .artifact import (FORMAT_VERSION, MAGIC, Artifact, ArtifactInfo, RawArtifact, decode_artifact, encode_artifact,
                        open_raw, read_artifact, read_manifest, write_artifact)
-from .compress import (DEFAULT_COMPRESSOR, Compressor, compress, compressor_names, decompress, get_compressor,
+from .compress import (AUTO, DEFAULT_COMPRESSOR, Compressor, compress, compressor_names, decompress, get_compressor,
                        register_compressor)
 from .errors import ArtifactError, QuantError
 from .packing import DEFAULT_LAYOUT, LAYOUTS, pack_codes, unpack_codes
@@ -17,7 +17,7 @@ from .rules import GroupRule, QTensor, Rule, dequantize, parse_rule, plan, quant
 from .schemes import Encoded, EncodeOptions, Scheme, get_scheme, register_scheme, scheme_names
 
 __all__ = [
-    "DEFAULT_LAYOUT", "EncodeOptions", "GroupRule", "LAYOUTS", "pack_codes", "unpack_codes",
+    "AUTO", "DEFAULT_LAYOUT", "EncodeOptions", "GroupRule", "LAYOUTS", "pack_codes", "unpack_codes",
     "Artifact", "ArtifactError", "ArtifactInfo", "Compressor", "DEFAULT_COMPRESSOR", "Encoded", "FORMAT_VERSION",
     "MAGIC", "QTensor", "QuantError", "RawArtifact", "Rule", "Scheme", "compress", "compressor_names", "decode_artifact",
     "decompress", "dequantize", "encode_artifact", "get_compressor", "get_scheme", "open_raw", "parse_rule", "plan",

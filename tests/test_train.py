@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
+import quant
 from conftest import REPO, TINY_TRAIN_ENV, read_result, run_trainer
 from golf.cli import main as golf_main
 from golf.launch import train_env
@@ -57,6 +58,30 @@ def test_wallclock_cap_stops_early_and_still_writes_the_artifact(tmp_path):
     again = run_trainer(run_dir, {"ITERATIONS": "2", "MAX_WALLCLOCK_SECONDS": "0"})
     assert again.returncode != 0 and "already holds a run" in again.stderr + again.stdout
     assert read_result(run_dir) == result
+
+
+def test_mixed_rule_with_gptq_qat_and_auto_compressor(tmp_path):
+    run_dir = tmp_path / "mixed"
+    rule = "emb=int4g32,attn=int6,mlp=int5,gptq=1"
+    proc = run_trainer(run_dir, {"ITERATIONS": "6", "QUANT": rule, "COMPRESSOR": "auto", "QAT_START_FRAC": "0.5",
+                                 "GPTQ_CALIB_TOKENS": "4096"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = read_result(run_dir)
+    log = (run_dir / "train.log").read_text()
+    assert "qat:enabled step:3 layers:12" in log and result["qat"] is True
+    assert "gptq:calibration layers:12 tokens:4096" in log and result["gptq_seconds"] > 0
+    manifest = quant.read_manifest(run_dir / "model.golf")
+    assert manifest["rule"] == result["quant"] == quant.parse_rule(rule).spec
+    assert result["compressor"] in quant.compressor_names()  # auto records the winner, not "auto"
+    assert manifest["tensors"]["blocks.0.mlp.fc.weight"]["meta"]["gptq"] is True
+    # The artifact scores close to the unquantized model: the suite is not silently broken.
+    assert abs(result["val_bpb"] - result["pre_quant_val_bpb"]) < 0.05
+
+
+def test_bad_quant_rule_fails_before_training(tmp_path):
+    proc = run_trainer(tmp_path / "bad", {"ITERATIONS": "2", "QUANT": "attn=int3"})
+    assert proc.returncode != 0 and "train_gpt.py: error: unknown quantization scheme 'int3'" in proc.stderr
+    assert "step:1/" not in proc.stdout
 
 
 def test_nan_loss_stops_with_a_clear_message_and_keeps_last_good_weights(tmp_path):

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from golf.qat import fake_quant_rows
+
 # enable_gqa arrived in torch 2.5; older builds get the same result by repeating K/V heads.
 _SDPA_HAS_GQA = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
 
@@ -24,11 +26,14 @@ class CastedLinear(nn.Linear):
 
     def __init__(self, in_features: int, out_features: int, *, zero_init: bool = False) -> None:
         super().__init__(in_features, out_features, bias=False)
+        # Set by golf.qat.enable_qat: compute with the weight fake-quantized to [-qmax, qmax] per row.
+        self.qat_qmax: int | None = None
         if zero_init:
             nn.init.zeros_(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight.to(x.dtype))
+        weight = self.weight if self.qat_qmax is None else fake_quant_rows(self.weight, self.qat_qmax)
+        return F.linear(x, weight.to(x.dtype))
 
 
 class Rotary(nn.Module):

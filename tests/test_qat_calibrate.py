@@ -1,0 +1,51 @@
+"""QAT fake quantization (straight-through) and GPTQ calibration Hessians."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from golf.calibrate import collect_hessians
+from golf.models import build
+from golf.qat import enable_qat, fake_quant_rows
+
+
+def test_fake_quant_rounds_forward_and_passes_gradients_straight_through():
+    w = torch.randn(4, 16, requires_grad=True)
+    out = fake_quant_rows(w, 31)
+    scale = w.detach().abs().amax(dim=1, keepdim=True) / 31
+    assert torch.allclose(out, torch.round(w.detach() / scale) * scale)
+    assert len(torch.unique(torch.round(out.detach() / scale))) <= 63
+    (out * torch.arange(16.0)).sum().backward()
+    assert torch.equal(w.grad, torch.arange(16.0).expand(4, 16))
+
+
+def test_enable_qat_marks_only_intn_layers():
+    model = build("ar", {"num_layers": 2, "model_dim": 64, "num_heads": 2, "num_kv_heads": 1})
+    assert enable_qat(model, "attn=int6,mlp=int8") == 8  # 4 attention matrices per block; int8 is not intN
+    qmax = {name: m.qat_qmax for name, m in model.named_modules() if hasattr(m, "qat_qmax")}
+    assert qmax["blocks.0.attn.c_q"] == 31 and qmax["blocks.1.mlp.fc"] is None
+    x = torch.randint(0, 1024, (2, 17))
+    assert torch.isfinite(model(x))
+
+
+class TwoLayer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(3, 5, bias=False)
+        self.b = nn.Linear(5, 2, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(x))).sum()
+
+
+def test_hessians_are_the_mean_input_second_moment():
+    model = TwoLayer()
+    batches = [torch.randn(4, 7, 3) for _ in range(3)]
+    hessians, seconds = collect_hessians(model, batches, device=torch.device("cpu"))
+    x = torch.cat([b.reshape(-1, 3) for b in batches]).double()
+    hidden = torch.relu(model.a(x.float())).double()
+    assert set(hessians) == {"a.weight", "b.weight"} and seconds >= 0
+    assert torch.allclose(hessians["a.weight"].double(), x.T @ x / x.shape[0], atol=1e-5)
+    assert torch.allclose(hessians["b.weight"].double(), hidden.T @ hidden / x.shape[0], atol=1e-5)
+    assert not any(m._forward_pre_hooks for m in model.modules())  # hooks removed
