@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from . import fp8, int8, intn, passthrough, tied4  # noqa: F401  (importing registers the schemes)
 from .artifact import (FORMAT_VERSION, MAGIC, Artifact, ArtifactInfo, RawArtifact, decode_artifact, encode_artifact,
-                       open_raw, read_artifact, read_manifest, write_artifact)
+                       open_raw, read_artifact, read_manifest, recompress_artifact, write_artifact)
 from .compress import (AUTO, DEFAULT_COMPRESSOR, Compressor, compress, compressor_names, decompress, get_compressor,
                        register_compressor)
 from .errors import ArtifactError, QuantError
@@ -21,6 +21,6 @@ __all__ = [
     "Artifact", "ArtifactError", "ArtifactInfo", "Compressor", "DEFAULT_COMPRESSOR", "Encoded", "FORMAT_VERSION",
     "MAGIC", "QTensor", "QuantError", "RawArtifact", "Rule", "Scheme", "compress", "compressor_names", "decode_artifact",
     "decompress", "dequantize", "encode_artifact", "get_compressor", "get_scheme", "open_raw", "parse_rule", "plan",
-    "quantize", "read_artifact", "read_manifest", "register_compressor", "register_scheme", "scheme_names",
+    "quantize", "read_artifact", "read_manifest", "recompress_artifact", "register_compressor", "register_scheme", "scheme_names",
     "write_artifact",
 ]

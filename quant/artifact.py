@@ -140,7 +140,11 @@ def encode_artifact(state_dict: Mapping[str, Tensor], *, rule: str | Rule = "int
     manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "rule": parsed.spec,
                 "meta": meta, "tensors": entries}
     manifest_bytes = _json_bytes(manifest)
-    body = b"".join([_U32.pack(len(manifest_bytes)), manifest_bytes, *chunks])
+    return _frame(b"".join([_U32.pack(len(manifest_bytes)), manifest_bytes, *chunks]), compressor)
+
+
+def _frame(body: bytes, compressor: str) -> bytes:
+    """Compress `body` and wrap it in the header and checksum."""
     if compressor == AUTO:
         compressor, packed = compress_smallest(body)
     else:
@@ -149,6 +153,11 @@ def encode_artifact(state_dict: Mapping[str, Tensor], *, rule: str | Rule = "int
     data = b"".join([_HEAD.pack(MAGIC, FORMAT_VERSION, len(name)), name,
                      _SIZES.pack(len(body), len(packed)), packed])
     return data + hashlib.sha256(data).digest()
+
+
+def recompress_artifact(data: bytes, compressor: str) -> bytes:
+    """The same artifact (same manifest and payload, byte for byte) under another compressor."""
+    return _frame(_unframe(bytes(data))[1], compressor)
 
 
 def write_artifact(path: str | os.PathLike, state_dict: Mapping[str, Tensor], *, rule: str | Rule = "int8",

@@ -9,7 +9,8 @@ import torch
 
 from golf.models import build
 from quant import (LAYOUTS, ArtifactError, QuantError, decode_artifact, dequantize, encode_artifact, get_scheme,
-                   pack_codes, parse_rule, plan, quantize, read_manifest, unpack_codes, write_artifact)
+                   pack_codes, parse_rule, plan, quantize, read_manifest, recompress_artifact, unpack_codes,
+                   write_artifact)
 from quant.compress import compress_smallest, compressor_names
 from quant.gptq import gptq_codes
 from quant.intn import search_clip
@@ -232,3 +233,12 @@ def test_hand_broken_intn_meta_is_a_clean_error():
     data[-32:] = hashlib.sha256(bytes(data[:-32])).digest()
     with pytest.raises(ArtifactError, match="rows/cols 9x16 do not fit"):
         decode_artifact(bytes(data))
+
+
+def test_recompress_keeps_the_body_and_changes_only_the_frame():
+    sd = {"blocks.0.mlp.fc.weight": trained_like(32, 64)}
+    data = encode_artifact(sd, rule="int6", meta={"x": 1}, compressor="zstd-22")
+    again = recompress_artifact(data, "lzma")
+    assert again == encode_artifact(sd, rule="int6", meta={"x": 1}, compressor="lzma")
+    assert torch.equal(decode_artifact(again).state_dict["blocks.0.mlp.fc.weight"],
+                       decode_artifact(data).state_dict["blocks.0.mlp.fc.weight"])
