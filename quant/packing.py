@@ -1,6 +1,6 @@
 """Storing N-bit integer codes in bytes, in the layouts the artifact compressors see.
 
-Codes are unsigned (a signed code q is stored as q + 2**(bits-1)) and live in a flat uint8
+Codes are unsigned (schemes map signed codes first: intN zigzags them) and live in a flat uint8
 tensor. Three layouts, measured against each other in bench/quant.py:
 
 - `bits`:   dense little-endian bit stream, code i at bits [i*bits, (i+1)*bits). Exactly

@@ -13,7 +13,7 @@ from quant import (LAYOUTS, ArtifactError, QuantError, decode_artifact, dequanti
                    write_artifact)
 from quant.compress import compress_smallest, compressor_names
 from quant.gptq import gptq_codes
-from quant.intn import search_clip
+from quant.intn import search_clip, unzigzag, zigzag
 from quant.packing import packed_size
 from quant.schemes import EncodeOptions
 
@@ -242,3 +242,10 @@ def test_recompress_keeps_the_body_and_changes_only_the_frame():
     assert again == encode_artifact(sd, rule="int6", meta={"x": 1}, compressor="lzma")
     assert torch.equal(decode_artifact(again).state_dict["blocks.0.mlp.fc.weight"],
                        decode_artifact(data).state_dict["blocks.0.mlp.fc.weight"])
+
+
+def test_zigzag_puts_small_magnitudes_first_and_inverts():
+    q = torch.arange(-31, 32)
+    z = zigzag(q)
+    assert z[31:33].tolist() == [0, 2] and zigzag(torch.tensor([-1, 1, -2])).tolist() == [1, 2, 3]
+    assert sorted(z.tolist()) == list(range(63)) and torch.equal(unzigzag(z), q.to(torch.int32))
