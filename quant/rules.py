@@ -6,7 +6,7 @@ encode options for it. Three kinds of string:
 - presets: `int8` (the official routing, bit-exact with the baseline), `fp32`/`fp16`/`bf16`
   (every float tensor in one dtype: the unquantized reference);
 - a bare scheme name (`int6`, `fp8`, ...): that scheme for every matrix, the group defaults below
-  for the rest;
+  for the rest (options may follow: `int6,gptq=1`);
 - the group grammar, comma-separated `key=value`:
   `emb=int4g32,attn=int6,mlp=int6,other=int8,small=fp16[,head=..][,control=fp32][,layout=planes][,gptq=1]`.
 
@@ -108,8 +108,10 @@ class GroupRule(Rule):
         options = {"layout": DEFAULT_LAYOUT, "gptq": "0"}
         for item in filter(None, (part.strip() for part in text.split(","))):
             key, sep, value = (x.strip() for x in item.partition("="))
-            if not sep or not value:
-                raise QuantError(f"rule item {item!r} is not key=value")
+            if not sep and cls.ALIASES.get(key, key) in scheme_names():
+                key, value = "other", key  # a bare scheme: every matrix ("int6,gptq=1")
+            elif not sep or not value:
+                raise QuantError(f"rule item {item!r} is not key=value or a scheme name")
             if key in options:
                 options[key] = value
             elif key in cls.GROUPS:
@@ -154,11 +156,8 @@ def parse_rule(rule: str | Rule) -> Rule:
     text = rule.strip()
     if text in _PRESETS:
         return _PRESETS[text]()
-    if "=" in text:
+    if "=" in text or "," in text or GroupRule.ALIASES.get(text, text) in scheme_names():
         return GroupRule.parse(text)
-    scheme = GroupRule.ALIASES.get(text, text)
-    if scheme in scheme_names() and scheme != "raw":
-        return GroupRule({"other": scheme})
     raise QuantError(f"unknown quantization rule {rule!r}: use a preset ({', '.join(sorted(_PRESETS))}), "
                      "a scheme name, or groups like 'emb=int4g32,attn=int6,mlp=int6,other=int8'")
 

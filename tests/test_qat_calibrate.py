@@ -7,7 +7,7 @@ from torch import nn
 
 from golf.calibrate import collect_hessians
 from golf.models import build
-from golf.qat import enable_qat, fake_quant_rows
+from golf.qat import enable_qat, fake_quant_blocks, fake_quant_rows
 
 
 def test_fake_quant_rounds_forward_and_passes_gradients_straight_through():
@@ -20,13 +20,25 @@ def test_fake_quant_rounds_forward_and_passes_gradients_straight_through():
     assert torch.equal(w.grad, torch.arange(16.0).expand(4, 16))
 
 
-def test_enable_qat_marks_only_intn_layers():
+def test_enable_qat_marks_intn_layers_and_the_tied_table():
     model = build("ar", {"num_layers": 2, "model_dim": 64, "num_heads": 2, "num_kv_heads": 1})
-    assert enable_qat(model, "attn=int6,mlp=int8") == 8  # 4 attention matrices per block; int8 is not intN
-    qmax = {name: m.qat_qmax for name, m in model.named_modules() if hasattr(m, "qat_qmax")}
-    assert qmax["blocks.0.attn.c_q"] == 31 and qmax["blocks.1.mlp.fc"] is None
+    # 4 attention matrices per block + the tied embedding; int8 is not covered.
+    assert enable_qat(model, "emb=int4g32,attn=int6,mlp=int8") == 9
+    fq = {name: m.fake_quant for name, m in model.named_modules() if hasattr(m, "fake_quant")}
+    assert fq["blocks.0.attn.c_q"].keywords == {"qmax": 31} and fq["blocks.1.mlp.fc"] is None
+    assert fq["tok_emb"].keywords == {"group": 32}
+    # The table the model computes with is on the int4 block grid, for lookup and head alike.
+    table = model.tok_emb.table().detach()
+    scale = table.reshape(-1, 32).abs().amax(dim=1, keepdim=True) / 7
+    codes = table.reshape(-1, 32) / scale
+    assert torch.allclose(codes, codes.round(), atol=1e-3)
     x = torch.randint(0, 1024, (2, 17))
     assert torch.isfinite(model(x))
+
+
+def test_fake_quant_blocks_is_rows_of_the_block_view():
+    w = torch.randn(4, 64)
+    assert torch.equal(fake_quant_blocks(w, 32), fake_quant_rows(w.reshape(8, 32), 7).reshape(4, 64))
 
 
 class TwoLayer(nn.Module):

@@ -175,12 +175,15 @@ def test_rule_spec_is_canonical():
     assert a.spec.startswith("emb=int4g32,head=int8,attn=int6,mlp=int6,other=int8,small=fp16,control=fp32,")
     assert parse_rule("fp8").spec == parse_rule("other=fp8e4m3").spec
     assert parse_rule("int6").groups["emb"] == "int6"
+    assert parse_rule("int5,gptq=1,layout=bytes").spec == parse_rule("other=int5,layout=bytes,gptq=1").spec
 
 
 @pytest.mark.parametrize("text, message", [
     ("emb=int3", "unknown quantization scheme 'int3'"),
     ("colour=int6", "unknown rule key 'colour'"),
     ("attn", "unknown quantization rule 'attn'"),
+    ("int6,attn", "'attn' is not key=value or a scheme name"),
+    ("raw", "only for non-float"),
     ("attn=", "not key=value"),
     ("other=raw", "only for non-float"),
     ("layout=zigzag", "unknown code layout"),

@@ -68,7 +68,7 @@ def test_mixed_rule_with_gptq_qat_and_auto_compressor(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = read_result(run_dir)
     log = (run_dir / "train.log").read_text()
-    assert "qat:enabled step:3 layers:12" in log and result["qat"] is True
+    assert "qat:enabled step:3 layers:13" in log and result["qat"] is True
     assert "gptq:calibration layers:12 tokens:4096" in log and result["gptq_seconds"] > 0
     manifest = quant.read_manifest(run_dir / "model.golf")
     assert manifest["rule"] == result["quant"] == quant.parse_rule(rule).spec

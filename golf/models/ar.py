@@ -16,7 +16,7 @@ from torch import nn
 
 from golf.models import register
 from golf.models.base import LanguageModel, ScoreOutput
-from golf.models.layers import Block, CastedLinear, KVCache, num_unet_skips, rms_norm, unet_forward
+from golf.models.layers import Block, CastedLinear, KVCache, TiedEmbedding, num_unet_skips, rms_norm, unet_forward
 
 
 @dataclasses.dataclass
@@ -45,7 +45,7 @@ class GPT(LanguageModel):
     def __init__(self, config: ARConfig) -> None:
         super().__init__(config)
         c = config
-        self.tok_emb = nn.Embedding(c.vocab_size, c.model_dim)
+        self.tok_emb = TiedEmbedding(c.vocab_size, c.model_dim)
         self.blocks = nn.ModuleList(
             Block(c.model_dim, c.num_heads, c.num_kv_heads, c.mlp_mult, c.rope_base, c.qk_gain_init)
             for _ in range(c.num_layers))
@@ -60,7 +60,7 @@ class GPT(LanguageModel):
         x = rms_norm(self.tok_emb(input_ids))
         x = rms_norm(unet_forward(self.blocks, self.skip_weights, x, cache))
         if self.lm_head is None:
-            raw = F.linear(x, self.tok_emb.weight.to(x.dtype))
+            raw = F.linear(x, self.tok_emb.table().to(x.dtype))
         else:
             raw = self.lm_head(x)
         cap = self.config.logit_softcap

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from golf.qat import fake_quant_rows
+from golf.qat import FakeQuant
 
 # enable_gqa arrived in torch 2.5; older builds get the same result by repeating K/V heads.
 _SDPA_HAS_GQA = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
@@ -26,14 +26,28 @@ class CastedLinear(nn.Linear):
 
     def __init__(self, in_features: int, out_features: int, *, zero_init: bool = False) -> None:
         super().__init__(in_features, out_features, bias=False)
-        # Set by golf.qat.enable_qat: compute with the weight fake-quantized to [-qmax, qmax] per row.
-        self.qat_qmax: int | None = None
+        self.fake_quant: FakeQuant | None = None  # set by golf.qat.enable_qat
         if zero_init:
             nn.init.zeros_(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight if self.qat_qmax is None else fake_quant_rows(self.weight, self.qat_qmax)
+        weight = self.weight if self.fake_quant is None else self.fake_quant(self.weight)
         return F.linear(x, weight.to(x.dtype))
+
+
+class TiedEmbedding(nn.Embedding):
+    """A token embedding whose table can also serve as the LM head, fake-quantized under QAT
+    for both uses at once (the artifact stores it once, so it is rounded once)."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int) -> None:
+        super().__init__(num_embeddings, embedding_dim)
+        self.fake_quant: FakeQuant | None = None  # set by golf.qat.enable_qat
+
+    def table(self) -> torch.Tensor:
+        return self.weight if self.fake_quant is None else self.fake_quant(self.weight)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.table())
 
 
 class Rotary(nn.Module):

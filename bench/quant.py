@@ -1,0 +1,164 @@
+"""Quantization suite benchmark: bytes and roundtrip bpb gap per rule × layout × compressor.
+
+For each trained run folder (train_gpt.py writes its unquantized weights to model_raw.golf), every
+rule below is encoded with every code layout it has and every compressor; the bytes are exact
+artifact sizes. Each rule's artifact is then scored from its bytes (golf score's code path, exact
+bpb on the embedded val split) and compared with the unquantized model scored the same way.
+The reference comparator is the official int8 + zlib-9. It also measures each scheme's
+compressed bytes/param on the model's matrices, which `golf budget` uses
+(--write-ratios golf/assets/compression_ratios.json).
+
+    python bench/quant.py runs/demo runs/large [--val-tokens N] [--out bench/results/quant.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path and its name would shadow the
+# `quant` package: drop the folder before importing.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch  # noqa: E402
+
+import quant  # noqa: E402
+from golf import embedded  # noqa: E402
+from golf.calibrate import collect_hessians  # noqa: E402
+from golf.data import DistributedTokenLoader, find_shards  # noqa: E402
+from golf.score import model_from_artifact, score_artifact  # noqa: E402
+from quant.artifact import _tensor_bytes  # noqa: E402
+
+RULES = [
+    "int8",  # the official baseline
+    "fp16",
+    "fp8",
+    "int6",
+    "int5",
+    "int4",
+    "emb=int4g32,attn=int6,mlp=int6,other=int8,small=fp16",  # the issue's example
+    "emb=int4g32,attn=int6,mlp=int5",
+    "emb=int4g32,attn=int6,mlp=int5,gptq=1",
+    "emb=int4g32,attn=int5,mlp=int5,gptq=1",
+    "emb=int4g32,attn=int5,mlp=int4,gptq=1",
+]
+REFERENCE = ("int8", "zlib-9")
+MATRIX_SCHEMES = ["fp32", "fp16", "bf16", "fp8e4m3", "int8", "int7", "int6", "int5", "int4", "int4g32", "int4g64"]
+
+
+def calibration_hessians(raw: quant.Artifact, tokens: int) -> tuple[dict[str, torch.Tensor], float]:
+    """GPTQ Hessians from the embedded sample's train shard, as train_gpt.py would collect them."""
+    model = model_from_artifact(raw.meta, raw.state_dict)
+    seq_len = int(raw.meta["eval"]["seq_len"])
+    loader = DistributedTokenLoader(find_shards(embedded.shards_dir(), "train"), 0, 1,
+                                    vocab_size=model.config.vocab_size)
+    batch_tokens = 8 * seq_len
+    batches = (loader.next_batch(batch_tokens, seq_len, 1) for _ in range(max(1, tokens // batch_tokens)))
+    return collect_hessians(model, batches, device=torch.device("cpu"))
+
+
+def scheme_ratios(state_dict: dict[str, torch.Tensor], compressors: list[str]) -> dict[str, dict[str, float]]:
+    """Compressed bytes per parameter of each scheme over all matrices it accepts, per compressor."""
+    out: dict[str, dict[str, float]] = {c: {} for c in compressors}
+    matrices = {k: v for k, v in sorted(state_dict.items()) if v.ndim == 2 and v.is_floating_point()}
+    for name in MATRIX_SCHEMES:
+        scheme, blobs, params = quant.get_scheme(name), [], 0
+        for t in matrices.values():
+            try:
+                enc = scheme.encode(t)
+            except quant.QuantError:
+                continue  # e.g. int4g64 on a 32-wide matrix
+            blobs.extend(_tensor_bytes(enc.parts[k]) for k in sorted(enc.parts))
+            params += t.numel()
+        data = b"".join(blobs)
+        for c in compressors:
+            out[c][name] = len(quant.compress(c, data)) / params
+    return out
+
+
+def bench_run(run_dir: Path, val_tokens: int | None, calib_tokens: int) -> dict:
+    raw_path = run_dir / "model_raw.golf"
+    raw = quant.read_artifact(raw_path)
+    params = sum(t.numel() for t in raw.state_dict.values())
+    score_args = {"data": embedded.shards_dir(), "tokenizer": embedded.tokenizer_path(),
+                  "max_tokens": val_tokens, "progress": False}
+    reference = score_artifact(raw_path, **score_args)
+    print(f"{run_dir}: {params:,} params, unquantized val_bpb {reference['val_bpb']:.5f}", flush=True)
+    hessians, calib_seconds = calibration_hessians(raw, calib_tokens)
+    compressors = quant.compressor_names()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rule_text in RULES:
+            rule = quant.parse_rule(rule_text)
+            layouts = quant.LAYOUTS if isinstance(rule, quant.GroupRule) else (None,)
+            sizes: dict[str, dict[str, int]] = {}
+            encode_seconds = 0.0
+            scored = None
+            for layout in layouts:
+                text = rule_text if layout is None else f"{rule_text},layout={layout}"
+                t0 = time.perf_counter()
+                body = quant.encode_artifact(raw.state_dict, rule=text, meta=raw.meta, compressor="none",
+                                             hessians=hessians if rule.gptq else None)
+                encode_seconds = max(encode_seconds, time.perf_counter() - t0)
+                decoded = quant.decode_artifact(body)
+                sizes[layout or "-"] = {c: len(quant.recompress_artifact(body, c)) for c in compressors}
+                if scored is None:
+                    path = Path(tmp) / "m.golf"
+                    path.write_bytes(body)
+                    scored = score_artifact(path, **score_args)
+                    first = decoded.state_dict
+                else:  # layouts change bytes, never values
+                    assert all(torch.equal(first[k], decoded.state_dict[k]) for k in first)
+            row = {"rule": rule_text, "spec": rule.spec, "val_bpb": scored["val_bpb"], "label": scored["label"],
+                   "gap_bpb": scored["val_bpb"] - reference["val_bpb"], "bytes": sizes,
+                   "encode_seconds": round(encode_seconds, 2)}
+            if rule.gptq:
+                row["gptq_calibration_seconds"] = round(calib_seconds, 2)
+            best = min((n, layout, c) for layout, per in sizes.items() for c, n in per.items())
+            row["best"] = {"bytes": best[0], "layout": best[1], "compressor": best[2],
+                           "bytes_per_param": best[0] / params}
+            rows.append(row)
+            print(f"  {rule_text:55s} gap {row['gap_bpb']:+.5f}  best {best[0]:>10,} B "
+                  f"({best[0] / params:.4f} B/param, {best[1]}, {best[2]})", flush=True)
+    ref_bytes = rows[RULES.index(REFERENCE[0])]["bytes"]["-"][REFERENCE[1]]
+    for row in rows:
+        row["smaller_than_int8_zlib"] = ref_bytes / row["best"]["bytes"]
+    return {"run_dir": str(run_dir), "params": params, "model": raw.meta["model"], "val_tokens": reference["tokens"],
+            "unquantized_val_bpb": reference["val_bpb"], "reference": {"rule": REFERENCE[0],
+            "compressor": REFERENCE[1], "bytes": ref_bytes}, "rules": rows,
+            "scheme_bytes_per_param": scheme_ratios(raw.state_dict, compressors)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", type=Path, help="train_gpt.py run folders holding model_raw.golf")
+    parser.add_argument("--val-tokens", type=int, default=None, help="score only the first N val tokens")
+    parser.add_argument("--calib-tokens", type=int, default=131_072, help="train tokens for GPTQ Hessians")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/quant.json"))
+    parser.add_argument("--write-ratios", type=Path, default=None,
+                        help="also write golf budget's ratios table from the LAST run, for --ratios-compressor")
+    parser.add_argument("--ratios-compressor", default="lzma")
+    args = parser.parse_args()
+    results = {"command": "python bench/quant.py " + " ".join(map(str, args.runs)),
+               "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
+               "torch": torch.__version__, "runs": [bench_run(r, args.val_tokens, args.calib_tokens) for r in args.runs]}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    if args.write_ratios:
+        last = results["runs"][-1]
+        table = {"provenance": {"command": results["command"], "date": results["date"], "machine": results["machine"],
+                                "model": f"{last['run_dir']} ({last['params']:,} params)"},
+                 "compressor": args.ratios_compressor,
+                 "bytes_per_param": {k: round(v, 5) for k, v in
+                                     last["scheme_bytes_per_param"][args.ratios_compressor].items()}}
+        args.write_ratios.write_text(json.dumps(table, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
