@@ -3,6 +3,7 @@
     golf demo                      train, quantize, pack and score a small model, offline
     golf score ARTIFACT            exact bpb of an artifact on the val split
     golf inspect ARTIFACT          per-tensor bytes, bytes/param and quantization error
+    golf budget                    before a run: params, bytes per rule, fit, largest model, FLOPs
     golf data build|tokenizer|fetch|info   shards, tokenizers and the official download
 """
 
@@ -12,11 +13,11 @@ import argparse
 import sys
 
 from golf import __version__
-from golf.commands import data, demo, inspect, score
+from golf.commands import budget, data, demo, inspect, score
 from golf.errors import GolfError
 from quant import QuantError
 
-COMMANDS = (demo, score, inspect, data)
+COMMANDS = (demo, score, inspect, budget, data)
 
 
 def build_parser() -> argparse.ArgumentParser:
