@@ -12,7 +12,8 @@ Everything a run produces lands in RUN_DIR (default runs/<RUN_ID>): train.log (s
 source hashes, versions, hardware), model.golf (the quantized, compressed artifact that counts
 against the 16,000,000-byte cap), model_raw.golf (unquantized fp32 weights, for comparison) and
 result.json (the final numbers, read by `golf pack`; never scrape the log).
-`golf pack` turns this file and the golf/quant modules it imports into one self-contained script.
+`golf pack` turns this file and the golf/quant modules it imports into one self-contained script;
+the code size logged below is that script's size, so the log's totals are what a record ships.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import golf
 import golf.errors
 import quant
-from golf import embedded, models
+from golf import embedded, models, selfcontained
 from golf.bpb import build_byte_table, load_tokenizer
 from golf.data import DistributedTokenLoader, find_shards, load_val_tokens, val_windows
 from golf.calibrate import collect_hessians
@@ -56,10 +57,14 @@ from golf.score import eval_autocast_dtype, evaluate, model_from_artifact
 # by the chosen variant's config from the same environment.
 
 
+ENV_SET: dict[str, str] = {}  # the knobs this run set: result.json keeps them, to reproduce it
+
+
 def _env(name: str, default, kind=str):
     raw = os.environ.get(name)
     if raw is None:
         return default
+    ENV_SET[name] = raw
     try:
         return kind(raw)
     except ValueError:
@@ -204,24 +209,14 @@ class Runtime:
             dist.destroy_process_group()
 
 
-def source_files() -> list[Path]:
-    """This script plus every golf/quant module it has imported: the code a submission ships."""
-    files = {Path(__file__).resolve()}
-    for module in list(sys.modules.values()):
-        origin = getattr(module, "__file__", None)
-        if origin and module.__name__.split(".")[0] in ("golf", "quant"):
-            files.add(Path(origin).resolve())
-    return sorted(files)
-
-
-def log_environment(rt: Runtime, args: Hyperparameters, sources: list[Path]) -> None:
-    digest = hashlib.sha256()
-    for path in sources:
-        digest.update(path.read_bytes())
+def log_environment(rt: Runtime, args: Hyperparameters, code: selfcontained.RunningCode) -> None:
+    # The digest covers exactly what the packed train_gpt.py embeds: `golf pack` compares it
+    # with the sources it ships, so a record cannot claim a run made with other code.
     rt.log0(f"run_id:{args.run_id} run_dir:{rt.run_dir}")
-    rt.log0(f"source_sha256:{digest.hexdigest()} files:{len(sources)}")
-    for path in sources:
-        rt.log0(f"source {hashlib.sha256(path.read_bytes()).hexdigest()[:16]} {path.name}", console=False)
+    rt.log0(f"source_sha256:{code.sources.sha256()} files:{len(code.sources.files())} "
+            f"packed:{int(code.packed)}")
+    for name, text in code.sources.files().items():
+        rt.log0(f"source {hashlib.sha256(text.encode()).hexdigest()[:16]} {name}", console=False)
     rt.log0(f"versions python:{platform.python_version()} torch:{torch.__version__} golf:{golf.__version__} "
             f"numpy:{np.__version__}")
     if rt.cuda:
@@ -366,12 +361,6 @@ def _tag(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text.replace("-", "")).strip("_")
 
 
-def counted_code_bytes(sources: list[Path]) -> int:
-    # Until `golf pack` makes the self-contained script, count every source file uncompressed:
-    # an upper bound on what the packed train_gpt.py will weigh.
-    return sum(path.stat().st_size for path in sources)
-
-
 # -----------------------------------------------------------------------------
 # TRAINING
 # -----------------------------------------------------------------------------
@@ -412,8 +401,8 @@ def main() -> None:
     eval_dtype = eval_autocast_dtype(rt.device)
     train_dtype = rt.train_autocast(args.autocast)
 
-    sources = source_files()
-    log_environment(rt, args, sources)
+    code = selfcontained.running_code(Path(__file__))
+    log_environment(rt, args, code)
     rt.log0(f"val_bpb:enabled tokenizer_kind=sentencepiece tokenizer_path={tok_path} sha256:{tok_sha[:16]}")
     rt.log0(f"train_loader:dataset:{data_path} train_shards:{len(train_files)}")
     rt.log0(f"val_loader:tokens:{val_tokens.numel()} windows:{windows.size(0)}")
@@ -551,9 +540,10 @@ def main() -> None:
     loaded = quant.read_artifact(artifact_path)
     compressor = loaded.compressor  # what COMPRESSOR=auto chose
     bytes_model = artifact_path.stat().st_size
-    bytes_code = counted_code_bytes(sources)
+    bytes_code = code.packed_bytes  # the self-contained train_gpt.py `golf pack` writes (or this file, if packed)
     rt.log0(f"Serialized model {args.quant_rule}+{compressor}: {bytes_model} bytes")
-    rt.log0(f"Code size: {bytes_code} bytes ({len(sources)} files, uncompressed)")
+    rt.log0(f"Code size: {bytes_code} bytes (self-contained train_gpt.py: {len(code.sources.files())} files, "
+            f"{code.sources.source_bytes()} bytes of source)")
     rt.log0(f"Total submission size {args.quant_rule}+{compressor}: {bytes_model + bytes_code} bytes "
             f"(cap 16000000, headroom {16_000_000 - bytes_model - bytes_code})")
 
@@ -574,9 +564,11 @@ def main() -> None:
         "seed": args.seed, "run_id": args.run_id, "world_size": rt.world_size,
         "grad_accum_steps": grad_accum, "device": rt.device.type, "quant": rule.spec,
         "compressor": compressor, "artifact": artifact_path.name, "gptq_seconds": round(gptq_seconds, 3),
-        "qat": qat_on,
+        "qat": qat_on, "source_sha256": code.sources.sha256(), "packed_code": code.packed,
         "config": {k: v for k, v in vars(Hyperparameters).items() if not k.startswith("_")},
         "model_config": model.config_dict(), "model": args.model,
+        "env": dict(sorted({**ENV_SET, **{k.upper(): os.environ[k.upper()] for k in model.config_dict()
+                                          if k.upper() in os.environ}}.items())),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "golf": golf.__version__},
     }

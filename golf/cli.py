@@ -5,6 +5,7 @@
     golf inspect ARTIFACT          per-tensor bytes, bytes/param and quantization error
     golf budget                    before a run: params, bytes per rule, fit, largest model, FLOPs
     golf data build|tokenizer|fetch|info   shards, tokenizers and the official download
+    golf pack RUN_DIR ... | --check DIR    self-contained record folders; check any record
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import argparse
 import sys
 
 from golf import __version__
-from golf.commands import budget, data, demo, inspect, score
+from golf.commands import budget, data, demo, inspect, pack, score
 from golf.errors import GolfError
 from quant import QuantError
 
-COMMANDS = (demo, score, inspect, budget, data)
+COMMANDS = (demo, score, inspect, budget, data, pack)
 
 
 def build_parser() -> argparse.ArgumentParser:

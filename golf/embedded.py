@@ -12,7 +12,9 @@ from pathlib import Path
 
 from golf.errors import GolfError
 
-ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+# Packed into a self-contained train_gpt.py (golf.selfcontained), golf has no folder and no
+# __file__: there are no embedded files then, and `_asset` says so when one is asked for.
+ASSETS_DIR = Path(__file__).resolve().parent / "assets" if "__file__" in globals() else None
 
 # Relative path under ASSETS_DIR -> sha256, as listed in golf/assets/README.md.
 EMBEDDED_FILES: dict[str, str] = {
@@ -30,6 +32,8 @@ _SHARDS = "fineweb10B_sp1024_sample"
 
 
 def _asset(relative: str) -> Path:
+    if ASSETS_DIR is None:
+        raise GolfError("this self-contained train_gpt.py has no embedded data; set DATA_PATH and TOKENIZER_PATH")
     path = ASSETS_DIR / relative
     if not path.is_file():
         raise GolfError(f"embedded data file {path} is missing; the golf install is broken, reinstall it")
@@ -48,9 +52,8 @@ def docs_path() -> Path:
 
 def shards_dir() -> Path:
     """Folder holding fineweb_val_000000.bin and fineweb_train_000000.bin in the challenge layout."""
-    for split in ("val", "train"):
-        _asset(f"{_SHARDS}/fineweb_{split}_000000.bin")
-    return ASSETS_DIR / _SHARDS
+    _asset(f"{_SHARDS}/fineweb_val_000000.bin")
+    return _asset(f"{_SHARDS}/fineweb_train_000000.bin").parent
 
 
 def file_sha256(path: str | Path) -> str:

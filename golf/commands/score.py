@@ -1,4 +1,7 @@
-"""`golf score ARTIFACT`: the exact bpb of an artifact, rebuilt from its bytes alone."""
+"""`golf score ARTIFACT`: the exact bpb of an artifact, rebuilt from its bytes alone.
+
+`golf score RECORD_DIR` checks a record folder (as `golf pack --check`) and re-scores every golf
+artifact in it (model_seed<k>.golf), comparing each with the val_bpb the record claims."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ EPILOG = """examples:
   golf score model.golf --data ./data/datasets/fineweb10B_sp1024 \\
              --tokenizer ./data/tokenizers/fineweb_1024_bpe.model --json
   golf score model.golf --max-tokens 100000 --audit
+  golf score records/track_non_record_16mb/<date>_<name>    # check a record, re-score its artifacts
 
 The bpb is labelled `exact` (chain rule over a normalised distribution) or `bound` (an upper
 bound, e.g. a diffusion ELBO, reported with its Monte Carlo standard error). Bytes come from the
@@ -24,7 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="score an artifact (exact bpb) on the validation split",
                        description=__doc__, epilog=EPILOG,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("artifact", type=Path, help="a .golf artifact, or a run folder holding model.golf")
+    p.add_argument("artifact", type=Path, help="a .golf artifact, a run folder holding model.golf, or a record "
+                   "folder (holding submission.json)")
     p.add_argument("--data", default="embedded",
                    help="folder (or glob) of fineweb_val_*.bin shards; 'embedded' = golf's FineWeb sample")
     p.add_argument("--tokenizer", default="embedded",
@@ -44,9 +49,11 @@ def run(args: argparse.Namespace) -> int:
     from golf import embedded
     from golf.score import score_artifact
 
-    artifact = args.artifact / "model.golf" if args.artifact.is_dir() else args.artifact
     data = embedded.shards_dir() if args.data == "embedded" else Path(args.data)
     tokenizer = embedded.tokenizer_path() if args.tokenizer == "embedded" else Path(args.tokenizer)
+    if (args.artifact / "submission.json").is_file():
+        return score_record(args, data, tokenizer)
+    artifact = args.artifact / "model.golf" if args.artifact.is_dir() else args.artifact
     report = score_artifact(artifact, data=data, tokenizer=tokenizer, max_tokens=args.max_tokens,
                             seq_len=args.seq_len, batch_tokens=args.batch_tokens, device=args.device,
                             audit=args.audit, progress=not args.no_progress and not args.json)
@@ -56,6 +63,50 @@ def run(args: argparse.Namespace) -> int:
         emit_json(report)
     else:
         print_report(report)
+    return 0 if report["ok"] else 1
+
+
+def score_record(args: argparse.Namespace, data: Path, tokenizer: Path) -> int:
+    """Check the record, then re-score each golf artifact against its seed's claimed val_bpb."""
+    import json
+
+    from golf.commands.pack import print_check
+    from golf.record.check import BPB_TOLERANCE, SEED_ARTIFACT, check_record
+    from golf.score import score_artifact
+
+    report = check_record(args.artifact)
+    try:  # the claims to compare with, even when the check found problems
+        claims = json.loads((args.artifact / "submission.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        claims = {}
+    results = claims.get("seed_results") if isinstance(claims, dict) else None
+    results = results if isinstance(results, dict) else {}
+    rescored = []
+    for path in sorted(p for p in args.artifact.glob("*.golf") if not p.is_symlink()):
+        seed = SEED_ARTIFACT.search(path.stem)
+        claim = results.get(seed[1] if seed else "")
+        claim = claim if isinstance(claim, dict) else {}
+        # Score the same val tokens the run did (VAL_MAX_TOKENS may have capped them): n targets need n+1 tokens.
+        max_tokens = args.max_tokens or (claim["val_tokens"] + 1 if isinstance(claim.get("val_tokens"), int) else None)
+        claim = claim.get("val_bpb")
+        scored = score_artifact(path, data=data, tokenizer=tokenizer, max_tokens=max_tokens,
+                                seq_len=args.seq_len, batch_tokens=args.batch_tokens, device=args.device,
+                                progress=not args.no_progress and not args.json)
+        agrees = isinstance(claim, (int, float)) and abs(scored["val_bpb"] - claim) <= BPB_TOLERANCE
+        rescored.append({"artifact": path.name, "val_bpb": scored["val_bpb"], "claimed_val_bpb": claim,
+                         "agrees": agrees, "tokens": scored["tokens"]})
+        if not agrees:
+            report["problems"].append(f"{path.name} scores val_bpb {scored['val_bpb']:.8f}, the record claims {claim}")
+    report.update(command="score", rescored=rescored, ok=not report["problems"])
+    if args.json:
+        emit_json(report)
+    else:
+        print_check(report)
+        for r in rescored:
+            print(f"rescored {r['artifact']}: val_bpb {r['val_bpb']:.8f} (claimed {r['claimed_val_bpb']}, "
+                  f"{'agrees' if r['agrees'] else 'DISAGREES'})")
+        if not rescored:
+            print("rescored nothing: no .golf artifact in the folder (only the check ran)")
     return 0 if report["ok"] else 1
 
 

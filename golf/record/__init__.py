@@ -1,0 +1,8 @@
+"""Record folders: build them from runs (`golf pack`) and check anyone's (`golf pack --check`).
+
+One concept per module: `logs` reads train logs as text, `schema` is submission.json's documented
+schema, `ledger` counts the bytes a folder ships, `significance` is the ≥0.005-nat test,
+`requirements` finds third-party imports, `smoke` runs a packed train_gpt.py alone, `readme`
+writes README.md, `build` makes a folder and `check` validates one. The packing itself is
+golf/selfcontained.py, outside this package because the trainer imports it.
+"""
