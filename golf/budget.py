@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import quant
 from golf import models
 from golf.errors import GolfError
 from golf.inspect import LIMIT_BYTES
-from golf.selfcontained import code_files
+from golf.selfcontained import code_files, pack, read_sources
 
 DEFAULT_RATIOS = Path(__file__).resolve().parent / "assets" / "compression_ratios.json"
 # Container + manifest, measured roughly on runs/demo and runs/large (int8, int4g32/int5 rules;
@@ -226,11 +225,10 @@ def default_script() -> Path:
     return script
 
 
-def estimate_code_bytes(script: Path) -> tuple[int, int]:
-    """(zlib-9 size of the sources concatenated, number of files): roughly what a packed,
-    self-contained train_gpt.py would weigh. The trainer's own count is the uncompressed sum."""
-    files = code_files(script)
-    return len(zlib.compress(b"".join(p.read_bytes() for p in files), 9)), len(files)
+def packed_code_bytes(script: Path) -> tuple[int, int]:
+    """(bytes of the self-contained train_gpt.py `golf pack` would write, number of source files):
+    exactly the code a record counts, and what the trainer logs as `Code size:`."""
+    return len(pack(read_sources(script))), len(code_files(script))
 
 
 def compute(model: nn.Module, config: Any, seq_len: int, batch_tokens: int, mfu: float) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from conftest import REPO, run_cli
 from torch import nn
 
 import quant
-from golf import budget, models
+from golf import budget, models, selfcontained
 from golf.cli import build_parser, main
 from golf.commands.budget import ENV_FLAGS, EPILOG
 
@@ -167,13 +167,14 @@ def test_text_report_states_formula_and_estimates(ratios, capsys):
     assert "6*N_matmul + 6*L*T*D" in out and "estimate" in out and "largest that fits" in out
 
 
-def test_default_code_bytes_is_a_compressed_estimate(ratios, capsys):
+def test_default_code_bytes_is_the_packed_trainer(ratios, capsys):
     files = budget.code_files(budget.default_script())
     assert {"train_gpt.py", "golf/__init__.py", "golf/models/ar.py", "quant/rules.py", "quant/intn.py"} <= \
         {p.relative_to(REPO).as_posix() for p in files}
     _, r = budget_json(capsys, *TINY_FLAGS, "--ratios", str(ratios), "--no-search")
-    assert "estimate" in r["code_source"]
-    assert 0 < r["code_bytes"] < sum(p.stat().st_size for p in files)
+    assert r["code_source"].startswith("exact")
+    assert r["code_bytes"] == len(selfcontained.pack(selfcontained.read_sources(budget.default_script())))
+    assert r["code_bytes"] < sum(p.stat().st_size for p in files)
 
 
 def one_line_error(capsys, argv: list[str]) -> str:

@@ -29,8 +29,9 @@ the scheme's measured compressed bytes/param from --ratios (default
 golf/assets/compression_ratios.json, written by the benchmarks with their command, date, machine
 and compressor), plus 512 B + 24 B per tensor for the container and manifest (measured roughly
 on real artifacts).
-Code bytes default to zlib-9 of train_gpt.py plus every golf/quant module it imports: an
-estimate of a packed script (the trainer's own log counts them uncompressed, an upper bound).
+Code bytes default to the size of the self-contained train_gpt.py that `golf pack` would write
+from this checkout (the script plus the golf/quant modules it imports, compressed): exact, and
+the same number the trainer logs as `Code size:`.
 total = code + model; headroom = 16,000,000 - total (negative when over).
 
 Largest model that fits, per rule: NUM_LAYERS at this width, and MODEL_DIM at this depth with
@@ -72,7 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ratios", type=Path, default=None, metavar="FILE",
                    help="measured compressed bytes/param per scheme (default golf/assets/compression_ratios.json)")
     p.add_argument("--code-bytes", type=_non_negative, default=None, metavar="N",
-                   help="code bytes to count (default: an estimate, zlib-9 of train_gpt.py and its golf/quant modules)")
+                   help="code bytes to count (default: the packed train_gpt.py `golf pack` would write, exact)")
     p.add_argument("--mfu", type=_fraction, default=DEFAULT_MFU,
                    help=f"model FLOPs utilization for the step-time prediction (default {DEFAULT_MFU:.2f})")
     p.add_argument("--no-search", action="store_true", help="skip the largest-model search")
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         DEFAULT_RATIOS,
         budget,
         default_script,
-        estimate_code_bytes,
+        packed_code_bytes,
         load_ratios,
     )
 
@@ -141,8 +142,8 @@ def run(args: argparse.Namespace) -> int:
     if args.code_bytes is not None:
         code_bytes, source = args.code_bytes, "given (--code-bytes)"
     else:
-        code_bytes, nfiles = estimate_code_bytes(default_script())
-        source = f"estimate: zlib-9 of train_gpt.py + {nfiles - 1} golf/quant modules"
+        code_bytes, nfiles = packed_code_bytes(default_script())
+        source = f"exact: the packed train_gpt.py, {nfiles} source files"
     report = budget(variant, config, rules, ratios, code_bytes=code_bytes, code_source=source,
                     seq_len=_env_int(env, "TRAIN_SEQ_LEN", 1024),
                     batch_tokens=_env_int(env, "TRAIN_BATCH_TOKENS", 524_288), mfu=args.mfu,
