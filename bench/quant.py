@@ -48,6 +48,10 @@ RULES = [
     "int4,gptq=1",
     "emb=int6,attn=int5,mlp=int4,gptq=1",
     "emb=int4g32,attn=int5,mlp=int4,gptq=1",
+    # The embedding is the sensitive tensor, and absmax int8 compresses better than clip-searched int6.
+    "emb=int8,attn=int6,mlp=int5,gptq=1",
+    "emb=int8,attn=int5,mlp=int4,gptq=1",
+    "emb=int8,attn=int4,mlp=int4,gptq=1",
 ]
 REFERENCE = ("int8", "zlib-9")
 MATRIX_SCHEMES = ["fp32", "fp16", "bf16", "fp8e4m3", "int8", "int7", "int6", "int5", "int4", "int4g32", "int4g64"]
