@@ -22,11 +22,12 @@ TINY_TRAIN_ENV = {
 }
 
 
-def run_trainer(run_dir: Path, env: dict[str, str], nproc: int = 1,
-                timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run train_gpt.py under a real torchrun with `env` on top of TINY_TRAIN_ENV."""
+def run_trainer(run_dir: Path, env: dict[str, str], nproc: int = 1, timeout: float = 300,
+                script: Path = REPO / "train_gpt.py") -> subprocess.CompletedProcess:
+    """Run `script` (the repo's train_gpt.py by default) under a real torchrun with `env` on top
+    of TINY_TRAIN_ENV."""
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(torchrun_command(nproc, REPO / "train_gpt.py"),
+    return subprocess.run(torchrun_command(nproc, script),
                           env=train_env(run_dir, {**TINY_TRAIN_ENV, **env}), capture_output=True, text=True,
                           timeout=timeout, cwd=run_dir.parent)
 

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from conftest import REPO
-from golf import budget, selfcontained
+from conftest import REPO, read_result, run_trainer
+from golf import budget, embedded, selfcontained
 from golf.record.build import verify_packed
 from golf.record.logs import parse_log
 from golf.record.requirements import requirements_txt, third_party_imports
@@ -117,3 +117,17 @@ def test_the_trainers_log_is_what_pack_reads(trained_run):
     assert facts.bytes_model == result["bytes_model"] and facts.bytes_total == result["bytes_total"]
     assert facts.val_bpb == pytest.approx(result["val_bpb"], abs=1e-8) and facts.seed == result["seed"]
     assert facts.final_label.endswith("_roundtrip_exact")
+
+
+def test_packed_train_gpt_runs_under_torchrun_with_two_processes(sources, tmp_path):
+    """The packed file is what a record ships: DDP (gloo, 2 ranks) must work from it too."""
+    script = tmp_path / "packed" / "train_gpt.py"
+    script.parent.mkdir()
+    script.write_bytes(pack(sources))
+    env = {"ITERATIONS": "2", "MAX_WALLCLOCK_SECONDS": "0", "DATA_PATH": str(embedded.shards_dir()),
+           "TOKENIZER_PATH": str(embedded.tokenizer_path())}
+    proc = run_trainer(tmp_path / "run", env, nproc=2, script=script)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = read_result(tmp_path / "run")
+    assert result["world_size"] == 2 and result["steps"] == 2 and result["packed_code"] is True
+    assert result["bytes_code"] == script.stat().st_size and result["source_sha256"] == sources.sha256()
