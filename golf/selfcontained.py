@@ -209,7 +209,13 @@ def unpack(text: str) -> Sources | None:
             raise ValueError(f"payload is truncated or larger than {MAX_PAYLOAD_BYTES} bytes")
         data = json.loads(raw)
         modules = {str(k): str(v) for k, v in data["modules"].items()}
-        return Sources(str(data["script"]), modules, tuple(str(p) for p in data["packages"]))
+        packages = tuple(str(p) for p in data["packages"])
+        # Names become file paths (Sources.files, `golf pack --unpack`): only dotted identifiers,
+        # so a hostile payload cannot name "../x" or "/etc/x".
+        bad = [n for n in [*modules, *packages] if not all(part.isidentifier() for part in n.split("."))]
+        if bad or not set(packages) <= set(modules):
+            raise ValueError(f"module names {bad or sorted(set(packages) - set(modules))!r} are not embedded modules")
+        return Sources(str(data["script"]), modules, packages)
     except (ValueError, lzma.LZMAError, KeyError, TypeError, AttributeError) as e:
         raise ValueError(f"{PAYLOAD_NAME} is not a valid golf payload ({type(e).__name__}: {e})") from None
 

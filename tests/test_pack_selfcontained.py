@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from conftest import REPO, read_result, run_trainer
+from conftest import REPO, read_result, run_cli, run_trainer
 from golf import budget, embedded, selfcontained
+from golf.errors import GolfError
 from golf.record.build import verify_packed
 from golf.record.logs import parse_log
 from golf.record.requirements import requirements_txt, third_party_imports
@@ -27,9 +28,9 @@ def sources() -> Sources:
 def test_packing_is_deterministic_and_smaller_than_the_sources(sources):
     packed = pack(sources)
     assert packed == pack(read_sources(SCRIPT))
-    on_disk = budget.code_files(budget.default_script())
+    on_disk = selfcontained.code_files(budget.default_script())
     assert len(packed) < sum(p.stat().st_size for p in on_disk) / 2
-    # budget's code_files is the packer's: the packed file holds exactly those files.
+    # code_files lists exactly the files the packed train_gpt.py holds.
     assert {p.relative_to(REPO).as_posix() for p in on_disk} == set(sources.files())
 
 
@@ -56,6 +57,18 @@ def test_unpack_reads_data_only_and_rejects_a_corrupt_payload(sources):
     start = text.index(selfcontained.PAYLOAD_NAME + ' = "') + len(selfcontained.PAYLOAD_NAME) + 4
     with pytest.raises(ValueError, match="not a valid golf payload"):
         unpack(text[:start] + "00000" + text[start + 5:])
+
+
+
+@pytest.mark.parametrize("name", ["..evil", "golf./etc/passwd", "golf..x"])
+def test_unpack_refuses_module_names_that_are_not_paths_inside(name, tmp_path, capsys):
+    hostile = pack(Sources("print(1)\n", {"golf": "", name: "x = 1\n"}, ("golf",)))
+    with pytest.raises(ValueError, match="not embedded modules"):
+        unpack(hostile.decode())
+    (tmp_path / "train_gpt.py").write_bytes(hostile)
+    with pytest.raises(GolfError, match="not a valid golf payload"):
+        run_cli(["pack", "--unpack", str(tmp_path / "train_gpt.py"), str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
 
 
 def run_packed(tmp_path, sources: Sources) -> subprocess.CompletedProcess:
