@@ -12,6 +12,7 @@ from conftest import REPO
 from golf.cli import main
 from golf.record import build, schema
 from golf.record.check import check_record
+from golf.selfcontained import Sources, pack, unpack
 from recordkit import make_run, packed_now
 
 
@@ -184,6 +185,23 @@ def test_files_the_code_reads_are_counted(tmp_path, capsys):
     report = check_record(folder)
     assert report["ledger"]["bytes_other"] == {"lossless_caps.py": 600}
     assert report["ledger"]["bytes_total"] == len(OFFICIAL_SCRIPT) + len("import lossless_caps\n") + 600 + 15_815_847
+
+
+
+def test_files_the_embedded_sources_read_are_counted(record, tmp_path):
+    """A packed train_gpt.py runs its embedded modules too: a file they name is code."""
+    folder = tmp_path / record.parent.name / record.name
+    shutil.copytree(record, folder)
+    sources = unpack((folder / "train_gpt.py").read_text())
+    modules = {**sources.modules, "golf.extra": "TABLE = open('bigram_table.bin', 'rb').read()\n"}
+    (folder / "train_gpt.py").write_bytes(pack(Sources(sources.script, modules, sources.packages)))
+    (folder / "bigram_table.bin").write_bytes(b"\0" * 1000)
+    report = check_record(folder)
+    assert report["ledger"]["bytes_other"] == {"bigram_table.bin": 1000}
+    # submission.json claimed the total without that file: the check says by how much.
+    total = report["ledger"]["bytes_total"]
+    assert any(p.startswith("submission.json bytes_total is") and p.endswith(f"the folder ships {total:,}")
+               for p in report["problems"]), report["problems"]
 
 
 def test_schema_doc_is_the_schema():

@@ -19,7 +19,7 @@ from golf.errors import GolfError
 from golf.record import schema
 from golf.record.ledger import Ledger, is_artifact_name, other_files
 from golf.record.logs import LogFacts, is_log_name, parse_log
-from golf.selfcontained import unpack
+from golf.selfcontained import Sources, unpack
 
 REQUIRED_FILES = ("README.md", "submission.json", "train_gpt.py")
 MAX_JSON_BYTES = 1 << 20
@@ -51,8 +51,8 @@ def _read_json(path: Path) -> tuple[Any, list[str]]:
         return None, [f"submission.json is not valid JSON: {e}"]
 
 
-def _check_code(path: Path) -> tuple[str, str | None, list[str]]:
-    """(source, sha256 of embedded sources if packed, problems). Compiles; never executes."""
+def _check_code(path: Path) -> tuple[str, Sources | None, list[str]]:
+    """(source, the embedded sources if packed, problems). Compiles; never executes."""
     if path.stat().st_size > MAX_CODE_BYTES:
         return "", None, [f"train_gpt.py is {path.stat().st_size:,} bytes; not compiling it"]
     try:
@@ -72,7 +72,7 @@ def _check_code(path: Path) -> tuple[str, str | None, list[str]]:
             compile(text, f"train_gpt.py:{name}", "exec", dont_inherit=True)
         except (SyntaxError, ValueError) as e:
             problems.append(f"train_gpt.py: embedded {name} does not compile: {e}")
-    return code, sources.sha256(), problems
+    return code, sources, problems
 
 
 def _model_bytes(artifacts: list[Path], logs: list[LogFacts]) -> tuple[int, str, list[str]]:
@@ -153,10 +153,11 @@ def check_record(folder: Path) -> dict[str, Any]:
         data, json_problems = _read_json(folder / "submission.json")
         problems += json_problems or schema.validate(data)
     data = data if isinstance(data, dict) else {}
-    code, digest = "", None
+    code, embedded = "", None
     if "train_gpt.py" in names:
-        code, digest, code_problems = _check_code(folder / "train_gpt.py")
+        code, embedded, code_problems = _check_code(folder / "train_gpt.py")
         problems += code_problems
+    digest = embedded.sha256() if embedded else None
     logs: list[LogFacts] = []
     for path in logs_paths:
         try:
@@ -167,7 +168,7 @@ def check_record(folder: Path) -> dict[str, Any]:
     model, model_source, model_problems = _model_bytes(artifacts, logs)
     problems += model_problems
     code_bytes = (folder / "train_gpt.py").stat().st_size if "train_gpt.py" in names else 0
-    ledger = Ledger(code_bytes, model, other_files(folder, code), model_source)
+    ledger = Ledger(code_bytes, model, other_files(folder, [code, *(embedded.files().values() if embedded else [])]), model_source)
     problems += ledger.problems()
     track = folder.parent.name.removeprefix("track_") if folder.parent.name.startswith("track_") else None
     problems += _claims(data, ledger, logs, artifacts, digest, track)

@@ -5,8 +5,8 @@
                 + bytes of every other file the code reads from the folder
 
 The max, not the mean: every seed's artifact must fit. "Other files" are found by reading the
-code, not running it: sibling modules that train_gpt.py imports, and folder files whose names
-appear as string literals in it (a tokenizer, a helper script). The files every record has
+code, not running it: sibling modules that train_gpt.py (or a source it embeds) imports, and
+folder files whose names appear as string literals in it (a tokenizer, a helper script). The files every record has
 (README.md, submission.json, logs, requirements.txt) and the artifacts are not code inputs.
 """
 
@@ -55,20 +55,22 @@ def is_artifact_name(name: str) -> bool:
     return name.endswith(ARTIFACT_SUFFIXES)
 
 
-def other_files(folder: Path, code: str) -> dict[str, int]:
-    """{name: bytes} of the folder's files that train_gpt.py (source `code`) imports or names."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        return {}
+def other_files(folder: Path, codes: list[str]) -> dict[str, int]:
+    """{name: bytes} of the folder's files that the code imports or names: `codes` are
+    train_gpt.py's source and, for a packed file, every embedded source (they run too)."""
     candidates = {p.name: p for p in folder.iterdir() if p.is_file() and p.name not in RECORD_FILES
                   and not is_log_name(p.name) and not is_artifact_name(p.name)}
     named: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            named |= {a.name.split(".")[0] + ".py" for a in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            named.add(node.module.split(".")[0] + ".py")
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) < 256:
-            named.add(Path(node.value).name)
+    for code in codes:
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                named |= {a.name.split(".")[0] + ".py" for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                named.add(node.module.split(".")[0] + ".py")
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) < 256:
+                named.add(Path(node.value).name)
     return {name: candidates[name].stat().st_size for name in sorted(named & set(candidates))}
