@@ -24,7 +24,7 @@ import quant
 from golf import models
 from golf.errors import GolfError
 from golf.inspect import LIMIT_BYTES
-from golf.selfcontained import code_files, pack, read_sources
+from golf.selfcontained import pack, read_sources
 
 DEFAULT_RATIOS = Path(__file__).resolve().parent / "assets" / "compression_ratios.json"
 # Container + manifest, measured roughly on runs/demo and runs/large (int8, int4g32/int5 rules;
@@ -228,7 +228,8 @@ def default_script() -> Path:
 def packed_code_bytes(script: Path) -> tuple[int, int]:
     """(bytes of the self-contained train_gpt.py `golf pack` would write, number of source files):
     exactly the code a record counts, and what the trainer logs as `Code size:`."""
-    return len(pack(read_sources(script))), len(code_files(script))
+    sources = read_sources(script)
+    return len(pack(sources)), len(sources.files())
 
 
 def compute(model: nn.Module, config: Any, seq_len: int, batch_tokens: int, mfu: float) -> dict[str, Any]:

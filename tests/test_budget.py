@@ -168,7 +168,7 @@ def test_text_report_states_formula_and_estimates(ratios, capsys):
 
 
 def test_default_code_bytes_is_the_packed_trainer(ratios, capsys):
-    files = budget.code_files(budget.default_script())
+    files = selfcontained.code_files(budget.default_script())
     assert {"train_gpt.py", "golf/__init__.py", "golf/models/ar.py", "quant/rules.py", "quant/intn.py"} <= \
         {p.relative_to(REPO).as_posix() for p in files}
     _, r = budget_json(capsys, *TINY_FLAGS, "--ratios", str(ratios), "--no-search")
