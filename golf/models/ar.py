@@ -55,6 +55,14 @@ class GPT(LanguageModel):
             # A small init keeps early tied logits near zero, so the first steps are not noise.
             nn.init.normal_(self.tok_emb.weight, mean=0.0, std=c.tied_embed_init_std)
 
+    def tensor_roles(self) -> dict[str, str]:
+        roles = {"tok_emb.weight": "emb", "skip_weights": "control"}
+        if self.lm_head is not None:
+            roles["lm_head.weight"] = "head"
+        for i, block in enumerate(self.blocks):
+            roles.update(block.tensor_roles(f"blocks.{i}."))
+        return roles
+
     def logits(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Soft-capped logits [B, T, V] for inputs [B, T]."""
         x = rms_norm(self.tok_emb(input_ids))
@@ -70,7 +78,8 @@ class GPT(LanguageModel):
         logits = self.logits(tokens[:, :-1])
         return F.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten())
 
-    def score(self, tokens: torch.Tensor) -> ScoreOutput:
+    def score(self, tokens: torch.Tensor, *, generator: torch.Generator | None = None,
+              samples: int = 1) -> ScoreOutput:
         logits = self.logits(tokens[:, :-1])
         nats = F.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten(), reduction="none")
         return ScoreOutput(nats=nats.view(tokens.size(0), -1), label="exact")

@@ -7,11 +7,14 @@ each matmul, so bf16 autocast on GPU computes in bf16 while the optimizer update
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from golf.qat import FakeQuant
+# A forward-pass rounding of a weight to a quantization grid (QAT), set by golf.qat.enable_qat.
+FakeQuant = Callable[[torch.Tensor], torch.Tensor]
 
 # enable_gqa arrived in torch 2.5; older builds get the same result by repeating K/V heads.
 _SDPA_HAS_GQA = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
@@ -160,6 +163,14 @@ class Block(nn.Module):
         self.attn_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.mlp_scale = nn.Parameter(torch.ones(dim, dtype=torch.float32))
         self.resid_mix = nn.Parameter(torch.stack((torch.ones(dim), torch.zeros(dim))).float())
+
+    def tensor_roles(self, prefix: str) -> dict[str, str]:
+        """Roles of this block's tensors (names under `prefix`): the attention and MLP matrices by
+        sub-layer; the query gain, output scales and residual mix are `control`."""
+        roles = {f"{prefix}attn.{n}": "attn" for n, _ in self.attn.named_parameters()}
+        roles.update({f"{prefix}mlp.{n}": "mlp" for n, _ in self.mlp.named_parameters()})
+        roles.update({f"{prefix}{n}": "control" for n in ("attn.q_gain", "attn_scale", "mlp_scale", "resid_mix")})
+        return roles
 
     def forward(self, x: torch.Tensor, x0: torch.Tensor, cache: KVCache | None = None,
                 layer: int = 0) -> torch.Tensor:
