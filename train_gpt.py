@@ -40,11 +40,12 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import golf
 import golf.errors
 import quant
-from golf import embedded, models, selfcontained
+from golf import embedded, models, presets, selfcontained
 from golf.bpb import build_byte_table, load_tokenizer
 from golf.data import DistributedTokenLoader, find_shards, load_val_tokens, val_windows
 from golf.calibrate import collect_hessians
 from golf.challenge import CAP_BYTES, TRAIN_SECONDS
+from golf.ema import WeightEMA
 from golf.optim import Muon, zeropower_via_newtonschulz5
 from golf.qat import enable_qat
 from golf.score import check_vocab, eval_autocast_dtype, evaluate, model_from_artifact
@@ -61,6 +62,18 @@ from golf.score import check_vocab, eval_autocast_dtype, evaluate, model_from_ar
 #   VOCAB_SIZE 1024        NUM_LAYERS 9          MODEL_DIM 512          NUM_HEADS 8
 #   NUM_KV_HEADS 4         MLP_MULT 2            TIE_EMBEDDINGS 1       TIED_EMBED_INIT_STD 0.005
 #   LOGIT_SOFTCAP 30.0     ROPE_BASE 10000.0     QK_GAIN_INIT 1.5
+#
+# and the frontier options of the same model, off by default (golf/models/ar.py says what each does):
+#
+#   MLP_LEAKY_SLOPE 0.0    XSA 0                 ROPE_DIMS 0            LN_SCALE 0
+#   PARALLEL_FROM -1       ATTN_GATE 0           SMEAR_GATE 0           BOS_ID 1
+#   RECUR_START 0          RECUR_END 0           RECUR_LOOPS 1
+#
+# PRESET=frontier fills in every knob the top records set (golf/presets.py) where the environment
+# leaves it unset.
+
+PRESET = os.environ.get("PRESET", "")
+PRESET_FILLED = presets.apply_preset(PRESET, os.environ) if PRESET else {}
 
 
 ENV_SET: dict[str, str] = {}  # the knobs this run set: result.json keeps them, to reproduce it
@@ -126,6 +139,15 @@ class Hyperparameters:
     eval_samples = _env("EVAL_SAMPLES", 1, int)      # Monte Carlo estimates per val window (bound scores)
     device = _env("DEVICE", "auto")                  # auto | cuda | cpu
     autocast = _env("AUTOCAST", "auto")              # training matmul dtype: auto | bf16 | off
+
+    # Frontier training options (golf additions; off by default = the baseline).
+    ema_decay = _env("EMA_DECAY", 0.0, float)        # >0: score and ship an EMA of the weights
+    min_lr = _env("MIN_LR", 0.0, float)              # floor of the LR multiplier during warmdown
+    muon_row_norm = _env("MUON_ROW_NORM", 0, int)    # 1: MuonEq-R, rows equalised before Newton–Schulz
+    muon_polar_express = _env("MUON_POLAR_EXPRESS", 0, int)  # 1: Polar-Express Newton–Schulz steps
+    muon_weight_decay = _env("MUON_WEIGHT_DECAY", 0.0, float)  # decoupled, × the scheduled LR (tapers)
+    embed_weight_decay = _env("EMBED_WEIGHT_DECAY", 0.0, float)  # AdamW on the embedding and head
+    recur_start_frac = _env("RECUR_START_FRAC", 0.0, float)  # depth recurrence switched on from here
 
 
 # -----------------------------------------------------------------------------
@@ -303,19 +325,23 @@ def build_optimizers(args: Hyperparameters, model: models.LanguageModel, rt: Run
     groups = model.param_groups()
     adam_kw = dict(betas=(args.beta1, args.beta2), eps=args.adam_eps, fused=rt.cuda)
 
-    def adam(params, lr: float):
-        return torch.optim.Adam([{"params": params, "lr": lr, "base_lr": lr}], **adam_kw)
+    def adam(params, lr: float, weight_decay: float = 0.0):
+        # AdamW's decay is decoupled and scaled by the scheduled LR; with none it is plain Adam.
+        kind = torch.optim.AdamW if weight_decay > 0 else torch.optim.Adam
+        return kind([{"params": params, "lr": lr, "base_lr": lr}], weight_decay=weight_decay, **adam_kw)
 
-    optimizers = [adam(groups["embed"], embed_lr(args, model))]
+    optimizers = [adam(groups["embed"], embed_lr(args, model), args.embed_weight_decay)]
     muon = Muon(groups["matrix"], lr=args.matrix_lr, momentum=args.muon_momentum,
                 backend_steps=args.muon_backend_steps,
                 ns_dtype=train_dtype or torch.float32,
-                orthogonalize=torch.compile(zeropower_via_newtonschulz5) if rt.cuda else zeropower_via_newtonschulz5)
+                orthogonalize=torch.compile(zeropower_via_newtonschulz5) if rt.cuda else zeropower_via_newtonschulz5,
+                row_norm=bool(args.muon_row_norm), polar_express=bool(args.muon_polar_express),
+                weight_decay=args.muon_weight_decay)
     for group in muon.param_groups:
         group["base_lr"] = args.matrix_lr
     optimizers += [muon, adam(groups["scalar"], args.scalar_lr)]
     if groups["head"]:
-        optimizers.append(adam(groups["head"], args.head_lr))
+        optimizers.append(adam(groups["head"], args.head_lr, args.embed_weight_decay))
     return [opt for opt in optimizers if any(g["params"] for g in opt.param_groups)]
 
 
@@ -325,7 +351,7 @@ def build_optimizers(args: Hyperparameters, model: models.LanguageModel, rt: Run
 # Why constant-then-linear-warmdown: the baseline's schedule. Under a wallclock cap the
 # warmdown is measured in time (WARMDOWN_ITERS × the mean step time so far), so the LR reaches
 # zero when the cap does however fast the hardware is. WARMDOWN_FRAC, a golf addition, sets
-# the warmdown as a share of the run instead.
+# the warmdown as a share of the run instead, and MIN_LR floors it (the top records stop at 0.1).
 
 
 def run_progress(args: Hyperparameters, step: int, elapsed_ms: float) -> float:
@@ -336,6 +362,10 @@ def run_progress(args: Hyperparameters, step: int, elapsed_ms: float) -> float:
 
 
 def lr_multiplier(args: Hyperparameters, step: int, elapsed_ms: float) -> float:
+    return max(warmdown_multiplier(args, step, elapsed_ms), args.min_lr)
+
+
+def warmdown_multiplier(args: Hyperparameters, step: int, elapsed_ms: float) -> float:
     cap_ms = 1000.0 * args.max_wallclock_seconds if args.max_wallclock_seconds > 0 else None
     if cap_ms is None:
         warmdown = (args.warmdown_frac * args.iterations if args.warmdown_frac > 0
@@ -370,7 +400,17 @@ def artifact_meta(args: Hyperparameters, model: models.LanguageModel, tok_path: 
             "tokenizer": {"name": tok_path.name, "sha256": tok_sha, "vocab_size": vocab},
             "eval": {"seq_len": args.train_seq_len, "seed": args.eval_seed, "samples": args.eval_samples,
                      "batch_windows": batch_windows},
-            "run": {"run_id": args.run_id, "seed": args.seed}, "golf_version": golf.__version__}
+            "run": {"run_id": args.run_id, "seed": args.seed, "preset": PRESET or None,
+                    "training": training_options(args)},
+            "golf_version": golf.__version__}
+
+
+def training_options(args: Hyperparameters) -> dict:
+    """The trainer's frontier options as this run set them: the artifact keeps them (golf inspect)."""
+    return {"ema_decay": args.ema_decay, "min_lr": args.min_lr, "muon_row_norm": args.muon_row_norm,
+            "muon_polar_express": args.muon_polar_express, "muon_weight_decay": args.muon_weight_decay,
+            "embed_weight_decay": args.embed_weight_decay, "recur_start_frac": args.recur_start_frac,
+            "qat_start_frac": args.qat_start_frac, "warmdown_frac": args.warmdown_frac}
 
 
 def calibrate(args: Hyperparameters, rt: Runtime, model: models.LanguageModel, loader: DistributedTokenLoader,
@@ -446,6 +486,10 @@ def main() -> None:
             f"max_wallclock_seconds:{args.max_wallclock_seconds:.3f} warmdown_iters:{args.warmdown_iters} "
             f"warmdown_frac:{args.warmdown_frac}")
     rt.log0(f"quant:{rule.spec} compressor:{args.compressor} qat_start_frac:{args.qat_start_frac}")
+    rt.log0(f"preset:{PRESET or 'none'} filled:{','.join(sorted(PRESET_FILLED)) or '-'} ema_decay:{args.ema_decay} "
+            f"min_lr:{args.min_lr} muon_row_norm:{args.muon_row_norm} muon_polar_express:{args.muon_polar_express} "
+            f"muon_weight_decay:{args.muon_weight_decay} embed_weight_decay:{args.embed_weight_decay} "
+            f"recur_start_frac:{args.recur_start_frac}")
     rt.log0(f"embed_lr:{embed_lr(args, model)} "
             f"head_lr:{args.head_lr} matrix_lr:{args.matrix_lr} scalar_lr:{args.scalar_lr} seed:{args.seed}")
 
@@ -500,6 +544,12 @@ def main() -> None:
                         rank=rt.rank, world_size=rt.world_size, autocast_dtype=eval_dtype,
                         seed=args.eval_seed, samples=args.eval_samples)
 
+    ema = WeightEMA(model, args.ema_decay) if args.ema_decay > 0 else None
+    recurrence_pending = args.recur_start_frac > 0
+    if recurrence_pending:  # depth recurrence waits for its share of the run (no parameters change)
+        if not hasattr(model, "recurrence_on"):
+            raise SystemExit(f"train_gpt.py: RECUR_START_FRAC is set but model {args.model!r} has no depth recurrence")
+        model.recurrence_on = False
     cap_ms = 1000.0 * args.max_wallclock_seconds if args.max_wallclock_seconds > 0 else None
     training_ms, stop_after, step, qat_on = 0.0, None, 0, False
     val_loss = val_bpb = float("nan")
@@ -510,6 +560,9 @@ def main() -> None:
         if last_step or (args.val_loss_every > 0 and step % args.val_loss_every == 0):
             rt.sync()
             training_ms += 1000.0 * (time.perf_counter() - t0)
+            if last_step and ema is not None:  # from here on the averaged weights are the model
+                ema.copy_to(model)
+                rt.log0(f"ema:applied decay:{args.ema_decay} step:{step}")
             val = validate(model)
             val_loss, val_bpb = val.val_loss, val.val_bpb
             rt.log0(f"step:{step}/{args.iterations} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} "
@@ -530,6 +583,9 @@ def main() -> None:
                 run_progress(args, step, elapsed_ms) >= args.qat_start_frac):
             qat_on = True
             rt.log0(f"qat:enabled step:{step} layers:{enable_qat(model, rule, roles)} rule:{rule.spec}")
+        if recurrence_pending and rt.any_true(run_progress(args, step, elapsed_ms) >= args.recur_start_frac):
+            recurrence_pending, model.recurrence_on = False, True
+            rt.log0(f"recurrence:enabled step:{step} order:{model.block_order()}")
         zero_grad()
         train_loss = run_micro_steps(loader)
         if not rt.all_true(bool(torch.isfinite(train_loss))):
@@ -545,6 +601,8 @@ def main() -> None:
         for opt in optimizers:
             opt.step()
         zero_grad()
+        if ema is not None:
+            ema.update(model)
         step += 1
 
         approx_ms = training_ms + 1000.0 * (time.perf_counter() - t0)
@@ -605,6 +663,7 @@ def main() -> None:
         "compressor": compressor, "artifact": artifact_path.name, "gptq_seconds": round(gptq_seconds, 3),
         "qat": qat_on, "source_sha256": code.sources.sha256(), "packed_code": code.packed,
         "config": {k: v for k, v in vars(Hyperparameters).items() if not k.startswith("_")},
+        "preset": PRESET or None, "preset_filled": sorted(PRESET_FILLED),
         "model_config": model.config_dict(), "model": args.model,
         "env": dict(sorted({**ENV_SET, **{k.upper(): os.environ[k.upper()] for k in model.config_dict()
                                           if k.upper() in os.environ}}.items())),

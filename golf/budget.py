@@ -261,18 +261,33 @@ def packed_code_bytes(script: Path) -> tuple[int, int]:
     return len(pack(sources)), len(sources.files())
 
 
+def block_runs(model: nn.Module, config: Any) -> tuple[dict[int, int], int]:
+    """How many times each block runs per token (depth recurrence runs some more than once) and the
+    number of block runs in all (the L of the attention term)."""
+    order = model.block_order() if hasattr(model, "block_order") else list(range(config.num_layers))
+    runs = {i: order.count(i) for i in set(order)}
+    return runs, len(order)
+
+
 def compute(model: nn.Module, config: Any, seq_len: int, batch_tokens: int, mfu: float) -> dict[str, Any]:
     """Training FLOPs/token = 6·N_matmul (fwd 2 + bwd 4 per weight) + 6·L·T·D (QKᵀ and AV, fwd+bwd,
     halved for the causal mask); step time at `mfu` of 8 H100s' dense bf16 peak. N_matmul is every
-    Linear weight plus a tied head's V·D; the embedding lookup is a gather, no FLOPs."""
-    n = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+    Linear weight, counted once per run of its block (depth recurrence), plus a tied head's V·D;
+    L counts block runs. The embedding lookup is a gather, no FLOPs."""
+    runs, layer_runs = block_runs(model, config)
+    n = 0
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            index = name.split(".")[1] if name.startswith("blocks.") else None
+            n += m.weight.numel() * (runs.get(int(index), 1) if index is not None else 1)
     if getattr(config, "tie_embeddings", False):
         n += sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding))
-    attention = 6 * config.num_layers * seq_len * config.model_dim
+    attention = 6 * layer_runs * seq_len * config.model_dim
     per_token = 6 * n + attention
     step = per_token * batch_tokens / (GPUS * H100_BF16_FLOPS * mfu)
     steps = int(TRAIN_SECONDS // step)
-    return {"formula": FLOPS_FORMULA, "matmul_params": n, "attention_flops_per_token": attention,
+    return {"formula": FLOPS_FORMULA, "matmul_params": n, "layer_runs": layer_runs,
+            "attention_flops_per_token": attention,
             "flops_per_token": per_token, "seq_len": seq_len, "batch_tokens": batch_tokens, "mfu": mfu,
             "gpus": GPUS, "peak_flops_per_gpu": H100_BF16_FLOPS, "step_seconds": step,
             "train_seconds": TRAIN_SECONDS, "steps": steps, "tokens": steps * batch_tokens}
@@ -282,7 +297,8 @@ def compute(model: nn.Module, config: Any, seq_len: int, batch_tokens: int, mfu:
 
 
 def budget(variant: str, config: Any, rules: list[str], ratios: Ratios, *, code_bytes: int, code_source: str,
-           seq_len: int, batch_tokens: int, mfu: float = DEFAULT_MFU, search: bool = True) -> dict[str, Any]:
+           seq_len: int, batch_tokens: int, mfu: float = DEFAULT_MFU, search: bool = True,
+           preset: str | None = None) -> dict[str, Any]:
     """The whole plan; `rules[0]` is the chosen rule whose fit decides `fits`."""
     model = meta_model(variant, config)
     shapes = Shapes(model.state_dict(), model.checked_roles())
@@ -300,7 +316,7 @@ def budget(variant: str, config: Any, rules: list[str], ratios: Ratios, *, code_
                      "total_bytes": total_bytes, "headroom": CAP_BYTES - total_bytes,
                      "fits": total_bytes <= CAP_BYTES, "vocab_bytes_share": emb / est["model_bytes"],
                      "largest": largest_models(sizer, config, rule, ratios, code_bytes) if search else None})
-    return {"variant": variant, "config": dataclasses.asdict(config), "limit": CAP_BYTES,
+    return {"variant": variant, "preset": preset, "config": dataclasses.asdict(config), "limit": CAP_BYTES,
             "params": {"total": total, "components": params, "tensors": len(sd)},
             "vocab": {"vocab_size": getattr(config, "vocab_size", None), "model_dim": getattr(config, "model_dim", None),
                       "params": vocab, "share": vocab / total if total else 0.0,

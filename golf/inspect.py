@@ -14,6 +14,7 @@ show up without changes. Each tensor's role comes from the model the manifest de
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -24,7 +25,7 @@ from tqdm import tqdm
 
 from golf.challenge import CAP_BYTES
 from golf.errors import GolfError
-from golf.models import roles_from_meta
+from golf.models import config_class, roles_from_meta
 from quant import ArtifactError, QuantError, compress, decode_quantized, dequantize, open_raw, read_artifact
 
 RAW_NAME = "model_raw.golf"  # the unquantized fp32 copy train_gpt.py writes beside model.golf
@@ -134,6 +135,24 @@ def _roles(meta: dict, names: set[str]) -> tuple[dict[str, str], str | None]:
     return roles, None
 
 
+def set_options(meta: dict) -> dict[str, Any]:
+    """What the run changed from the baseline: model config fields off their family's defaults, and
+    the trainer's options (EMA, MIN_LR, Muon variants, ...) that are on. Empty when unknown."""
+    spec = meta.get("model")
+    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
+        return {}
+    try:
+        defaults = {f.name: f.default for f in dataclasses.fields(config_class(spec.get("variant")))}
+    except (GolfError, TypeError):
+        return {}
+    out = {k: v for k, v in spec["config"].items() if k in defaults and v != defaults[k]}
+    run = meta.get("run")
+    training = run.get("training") if isinstance(run, dict) else None
+    if isinstance(training, dict):
+        out.update({k: v for k, v in training.items() if isinstance(v, (int, float)) and v})
+    return out
+
+
 def _by_role(tensors: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for row in tensors:
@@ -223,6 +242,7 @@ def inspect_artifact(path: str | os.PathLike, *, reference: str | os.PathLike | 
         "roles_note": roles_note,
         "by_role": _by_role(tensors),
         "variant": meta_model.get("variant") if isinstance(meta_model, dict) else None,
+        "options": set_options(raw.manifest["meta"]),
         "rows": tensors + others,
         "totals": {
             "params": params, "bytes": raw.nbytes, "bytes_per_param": raw.nbytes / params if params else None,

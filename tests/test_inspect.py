@@ -176,7 +176,8 @@ def test_json_has_the_documented_keys(tmp_path, capsys):
     code, out, err = run_cli(["inspect", str(path), "--json", "--top", "1"], capsys)
     assert code == 0 and err == ""  # no progress bar with --json
     report = json.loads(out)
-    assert set(report) == {"artifact", "reference", "note", "variant", "rows", "totals", "by_role", "roles_note"}
+    assert set(report) == {"artifact", "reference", "note", "variant", "rows", "totals", "by_role", "roles_note",
+                           "options"}
     assert set(report["totals"]) == TOTAL_KEYS
     assert all(set(r) == ROW_KEYS for r in report["rows"])
     assert len(report["rows"]) == len(state_dict()) + 2  # --top is for text only

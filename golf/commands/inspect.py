@@ -80,6 +80,8 @@ def print_report(r: dict[str, Any], top: int | None = None) -> None:
     has_ref = r["reference"] is not None
     variant = f"{r['variant']}, " if r.get("variant") else ""
     print(f"artifact   {r['artifact']} ({t['bytes']:,} bytes; {variant}{t['rule']}+{t['compressor']})")
+    if r["options"]:
+        print("options    " + " ".join(f"{k}={v}" for k, v in sorted(r["options"].items())))
     print(f"reference  {r['reference']}" if has_ref else f"note       {r['note']}")
     tensors = [row for row in r["rows"] if row["kind"] == "tensor"]
     shown, hidden = (tensors, []) if top is None else (tensors[:top], tensors[top:])
