@@ -130,15 +130,26 @@ def _print_ledger(ledger: dict) -> None:
 
 
 def print_check(r: dict) -> None:
-    print(f"record   {r['folder']}{' (packed train_gpt.py)' if r['packed'] else ''}")
+    print(f"record   {r['folder']}{' (packed train_gpt.py)' if r['packed'] else ''}"
+          f"{' on track ' + r['track'] if r.get('track') else ''}")
     _print_ledger(r["ledger"])
+    code = r["code"]
+    if code["script"]:
+        print(f"code     {code['script']}{' + the files it reads' if len(code['files']) > 1 else ''}: "
+              f"{code['bytes_shipped']:,} bytes as shipped, {code['bytes_wrapper']:,} as a compressed wrapper; "
+              f"the cap is checked on the {'wrapper' if code['enforced'] == 'wrapper' else 'shipped bytes'}")
     for log in r["logs"]:
         print(f"log      {log['file']}: seed {log['seed']} val_loss {log['val_loss']} val_bpb {log['val_bpb']} "
-              f"({log['label']})")
-    if r["ok"]:
-        print("ok       no problems found")
+              f"({log['label']}{', backs the claim' if log['backs_claim'] else ''})")
+    for note in r["notes"]:
+        print(f"note     {note}")
+    for warning in r["warnings"]:
+        print(f"WARNING  {warning}")
     for problem in r["problems"]:
-        print(f"PROBLEM  {problem}", file=sys.stdout)
+        print(f"ERROR    {problem}")
+    if r["ok"]:
+        warned = f" ({len(r['warnings'])} warning(s))" if r["warnings"] else ""
+        print(f"ok       no errors{warned}")
 
 
 def print_pack(r: dict) -> None:
