@@ -99,7 +99,8 @@ def _layout(folder: Path, files: list[Path], findings: Findings) -> tuple[Path |
             submission = top[others[0]]
             findings.warn(f"submission file is named {others[0]}, not submission.json")
         else:
-            findings.error("missing required file submission.json" + (f" (found {', '.join(others)})" if others else ""))
+            found = f" (found {', '.join(others)})" if others else ""
+            findings.error(f"missing required file submission.json{found}")
     logs = [p for p in files if is_log_name(p.name) and p.stat().st_size > 0]
     if not logs:
         findings.error("missing train log(s): no *.log or *.txt file")
@@ -132,6 +133,9 @@ def _track(folder: Path, data: dict, findings: Findings) -> str | None:
     claimed = None if stated is None else "non_record_16mb" if "non" in stated.lower() else RECORD_TRACK
     if parent and claimed and parent != claimed:
         findings.warn(f"submission.json says track {stated!r} but the folder is in track_{parent}")
+    name = data.get("name") if isinstance(data.get("name"), str) else ""
+    if (parent or claimed) == RECORD_TRACK and re.match(r"(?i)\W*non[- ]?record", name):
+        findings.warn(f"submission.json calls itself {name[:40]!r}… but the folder is on the record track")
     return parent or claimed
 
 
@@ -155,7 +159,10 @@ def _submission(path: Path | None, findings: Findings) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _code(folder: Path, script: Path | None, findings: Findings) -> tuple[dict[str, tuple[int, str | None]], str | None]:
+CodeFiles = dict[str, tuple[int, str | None]]  # name → (bytes, Python source or None)
+
+
+def _code(folder: Path, script: Path | None, findings: Findings) -> tuple[CodeFiles, str | None]:
     """({name: (bytes, Python source or None)} of the script and the files it reads, the packed digest)."""
     if script is None:
         return {}, None
@@ -182,7 +189,8 @@ def check_record(folder: Path) -> dict[str, Any]:
     track = _track(folder, data, findings)
     logs = _read_logs(folder, log_paths, findings)
     scored = [f for f in logs if f.scores]
-    readme = (folder / "README.md").read_text(encoding="utf-8", errors="replace") if (folder / "README.md").is_file() else ""
+    readme_path = folder / "README.md"
+    readme = readme_path.read_text(encoding="utf-8", errors="replace") if readme_path.is_file() else ""
     backing = claims.check_headline(data, "val_bpb", scored, readme, findings)
     claims.check_headline(data, "val_loss", scored, readme, findings)
     claims.check_seed_results(data, scored, findings)
@@ -194,6 +202,7 @@ def check_record(folder: Path) -> dict[str, Any]:
     model, model_source = sizes.model_bytes(artifacts, logs, backing_logs, findings)
     counted, ledger = sizes.enforce(sizes.count_code(code_files), model, model_source, findings)
     findings.errors += ledger.problems()
+    sizes.note_tokenizers(folder, files, ledger, findings)
     sizes.check_logged_sizes(logs, counted, {p.name: p.stat().st_size for p in scripts}, digest, findings)
     sizes.check_size_claims(data, ledger, counted, logs, backing_logs, artifacts, findings)
     _artifact_problems(artifacts, logs, findings)
@@ -216,9 +225,9 @@ def check_record(folder: Path) -> dict[str, Any]:
 
 
 def _log_row(f: LogFacts, claimed: Score | None) -> dict[str, Any]:
-    score = claimed or (next((s for s in reversed(f.scores) if s.label == f.final_label), None))
+    score = claimed or next((s for s in reversed(f.scores) if s.label == f.final_label), None)
     return {"file": f.name, "seed": f.seed, "val_loss": score.val_loss if score else None,
             "val_bpb": score.val_bpb if score else None, "label": score.label if score else None,
             "backs_claim": claimed is not None, "trained": f.trained,
-            "world_size": f.world_sizes[0] if f.world_sizes else None, "train_time_ms": f.train_time_ms, "bytes_model": f.bytes_model, "bytes_code": f.bytes_code,
-            "bytes_total": f.bytes_total}
+            "world_size": f.world_sizes[0] if f.world_sizes else None, "train_time_ms": f.train_time_ms,
+            "bytes_model": f.bytes_model, "bytes_code": f.bytes_code, "bytes_total": f.bytes_total}

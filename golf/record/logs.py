@@ -11,7 +11,7 @@ eras of the challenge log alike. What this module reads (golf's own train.log in
 - world size: `world_size:8`, `  world_size: 8`, `ws:8` inside a dump;
 - sizes: `Serialized model int8+zlib: N bytes` (the last one counts: the raw size comes first),
   `INT7+zlib model: N bytes`, `Code size: N bytes`, `Code size (uncompressed|compressed): N bytes`,
-  `Total submission size …: N bytes`, `budget:N/16000000`, `artifact:15.92MB … code:N`
+  `Total submission size …: N bytes`, `budget:N/<cap>`, `artifact:15.92MB … code:N`
   (megabytes only: an approximate model size);
 - scored lines `LABEL [k:v …] val_loss:X val_bpb:Y [suffixes]` (`_exact`, sliding, stride, TTT),
   several per log (extra evaluations after the final), besides the per-step lines

@@ -72,17 +72,15 @@ def check_seeds(logs: list[LogFacts], backing: list[LogFacts], record: bool, fin
             findings.error(f"{log.name} is named for seed {log.name_seed} but the run in it says seed "
                            f"{', '.join(map(str, log.seeds))}")
     trained = [log for log in logs if log.trained and log.seed is not None]
-    pool = trained if record else [log for log in backing if log.trained and log.seed is not None]
-    for seed in sorted({log.seed for log in pool}):
-        same = [log.name for log in pool if log.seed == seed]
-        if len(same) > 1:
-            findings.error(f"seed {seed} trained more than once ({', '.join(same)}): runs of one seed are not "
+    behind = {id(log) for log in backing}
+    for seed in sorted({log.seed for log in trained}):
+        same = [log for log in trained if log.seed == seed]
+        names = ", ".join(log.name for log in same)
+        if len(same) > 1 and (record or sum(id(log) in behind for log in same) > 1):
+            findings.error(f"seed {seed} trained more than once ({names}): runs of one seed are not "
                            f"independent samples")
-    if not record:
-        for seed in sorted({log.seed for log in trained} - {log.seed for log in pool}):
-            same = [log.name for log in trained if log.seed == seed]
-            if len(same) > 1:
-                findings.note(f"{len(same)} runs with seed {seed} ({', '.join(same)}): separate experiments")
+        elif len(same) > 1:
+            findings.note(f"{len(same)} runs with seed {seed} ({names}): separate experiments, not seeds of one")
     seeds = {log.seed for log in trained}
     if record and len(seeds) < 3:
         findings.warn(f"the folder has training logs of {len(seeds)} seed(s): a new record needs enough runs "

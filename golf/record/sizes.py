@@ -44,7 +44,7 @@ def choose_script(scripts: list[Path], backing: list[LogFacts], data: dict, find
         if by_name[SCRIPT] in matching or not matching or any(p.name in names for p in matching):
             return by_name[SCRIPT]  # it ran, or it runs the one that did (a launcher shim)
     chosen = matching[0] if matching else max(scripts, key=lambda p: p.stat().st_size)
-    why = ("the script whose size the runs behind the score logged" if matching else
+    why = ("the script whose size the runs behind the score, or bytes_code, state" if matching else
            "the only training script" if len(scripts) == 1 else
            f"the largest of {', '.join(p.name for p in scripts)}: which one ran is not stated")
     findings.warn(f"the training script is {chosen.name} ({why}), not {SCRIPT}"
@@ -163,4 +163,13 @@ def check_size_claims(data: dict, ledger: Ledger, code: CodeCount, logs: list[Lo
         if claim not in accepted:
             findings.warn(f"submission.json {key} {claim:,.0f} matches neither the folder ({actual:,}) nor any log")
         elif key == "bytes_total" and totals and claim < max(totals):
-            findings.note(f"submission.json bytes_total {claim:,.0f} is not the largest seed's total ({max(totals):,})")
+            findings.note(f"submission.json bytes_total {claim:,.0f} is not the largest total the runs logged "
+                          f"({max(totals):,})")
+
+
+def note_tokenizers(folder: Path, files: list[Path], ledger: Ledger, findings: Findings) -> None:
+    """Tokenizer files the code does not name are not counted, as records do not count them: said."""
+    for path in files:
+        if path.suffix in (".model", ".vocab") and path.name not in ledger.bytes_other:
+            findings.note(f"{path.relative_to(folder)} ({path.stat().st_size:,} bytes) ships in the folder and is "
+                          f"not counted: no record counts its tokenizer, and the code does not name this file")
