@@ -50,8 +50,11 @@ def run(corpus: Path, judgments: dict[str, Any]) -> dict[str, Any]:
         report = check_record(folder)
         seconds = time.perf_counter() - started
         judged = judgments.get("folders", {}).get(folder.name, {})
-        findings = [{"grade": grade, "message": m, **dict(zip(("verdict", "why"), judge(m, judged.get("judgments", []))))}
-                    for grade, key in (("error", "problems"), ("warning", "warnings")) for m in report[key]]
+        findings = []
+        for grade, key in (("error", "problems"), ("warning", "warnings")):
+            for message in report[key]:
+                verdict, why = judge(message, judged.get("judgments", []))
+                findings.append({"grade": grade, "message": message, "verdict": verdict, "why": why})
         false_errors = [f for f in findings if f["grade"] == "error" and f["verdict"] == "false alarm"]
         rows.append({"folder": folder.name, "track": report["track"], "ok": report["ok"], "seconds": round(seconds, 3),
                      "findings": findings, "notes": report["notes"], "ledger": report["ledger"],

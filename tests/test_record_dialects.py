@@ -48,7 +48,8 @@ def dump_log(seed: int, bpb: float, *, model: int = 15_900_000, code: int = 30_0
              world: int = GPUS, eval_s: float = 400.0, stamp: bool = False) -> str:
     """The April dialect: indented hyperparameter dump, `N/M val_loss: X` steps, compressed code
     size, a TTT score, total_eval_time; optionally every line timestamp-prefixed."""
-    lines = ["Hyperparameters:", "  max_wallclock_seconds: 600.0", f"  seed: {seed}", f"  world_size: {world}",
+    lines = ["Hyperparameters:", f"  max_wallclock_seconds: {TRAIN_SECONDS}", f"  seed: {seed}",
+             f"  world_size: {world}",
              "0/20000 val_loss: 9.0052 val_bpb: 3.4862",
              "1/20000 train_loss: 9.0086 train_time: 0.0m tok/s: 8101558",
              "4900/20000 val_loss: 2.3541 val_bpb: 1.0757",
@@ -74,7 +75,7 @@ def kv_log(seed: int, bpb: float, *, total: int = 15_990_000, code: int = len(SC
         f"step:6530/10000 val_loss:3.0517 val_bpb:1.1816 train_time:{CLOCK_MS - 400}ms zero_frac:0.336",
         f"stopping_early: wallclock_cap train_time:{CLOCK_MS - 400}ms step:6530/10000",
         f"artifact:{(total - code) / 1e6:.2f}MB ternary:64880640(14245920B) fp:2513744(2537376B) code:{code}",
-        f"budget:{total}/{CAP_BYTES} ({total / 1e6:.2f}/16.00MB) FITS",
+        f"budget:{total}/{CAP_BYTES} ({total / 1e6:.2f}/{CAP_BYTES / 1e6:.2f}MB) FITS",
         "final_ternary_roundtrip val_loss:3.0577 val_bpb:1.1839",
         f"final_sliding val_loss:{bpb * 2.58:.4f} val_bpb:{bpb:.4f} (stride=16, T=0.90) eval_time:428712ms", ""])
 
@@ -178,7 +179,8 @@ def test_a_three_seed_record_in_each_dialect_passes(tmp_path, maker):
 
 def test_a_stated_primary_seed_is_a_note_an_unstated_one_a_warning(tmp_path):
     logs = three_seeds()
-    stated = make_folder(tmp_path / "a", logs, sub(val_bpb=BPBS[7]), readme=f"{BPBS[7]:.4f}. Submitted: seed 7 (best)\n")
+    readme = f"{BPBS[7]:.4f}. Submitted: seed 7 (best)\n"
+    stated = make_folder(tmp_path / "a", logs, sub(val_bpb=BPBS[7]), readme=readme)
     report = check_record(stated)
     assert report["ok"] and has(report["notes"], "states that seed as its primary one")
     assert not has(report["warnings"], "single seed")
@@ -338,8 +340,8 @@ def test_compliance_statements_the_logs_refute(tmp_path):
 
 
 def test_readme_consistency(tmp_path):
-    readme = "**val_bpb = 1.2154**\n\n```bash\nSEED=1 torchrun --standalone --nproc_per_node=8 train\\_gpt\\_sweep.py\n" \
-             "bash eval/eval.sh\n```\n"
+    readme = ("**val_bpb = 1.2154**\n\n```bash\nSEED=1 torchrun --standalone --nproc_per_node=8 "
+              "train\\_gpt\\_sweep.py\nbash eval/eval.sh\n```\n")
     report = check_record(make_folder(tmp_path, three_seeds(), sub(val_bpb=MEAN), readme=readme))
     assert has(report["warnings"], f"README.md does not state the claimed val_bpb {MEAN:.4f}; it states 1.2154")
     assert has(report["warnings"], "README.md runs train_gpt_sweep.py, which is not in the folder")

@@ -21,6 +21,7 @@ import ast
 import base64
 import lzma
 
+MAX_SOURCE_CHARS = 4 << 20  # the largest record script is 152 KB; beyond this the wrapper is not built
 WRAPPER_HEAD = b'import lzma as L,base64 as B\nexec(L.decompress(B.b85decode("'
 WRAPPER_TAIL = b'")))\n'
 
@@ -40,7 +41,10 @@ class _DropStringStatements(ast.NodeTransformer):
 
 
 def wrapper_bytes(source: str) -> int | None:
-    """Bytes of `source` as a compressed self-extracting wrapper; None if it does not parse here."""
+    """Bytes of `source` as a compressed self-extracting wrapper; None if it does not parse here
+    (or is too large to be a training script)."""
+    if len(source) > MAX_SOURCE_CHARS:
+        return None
     try:
         tree = _DropStringStatements().visit(ast.parse(source))
         text = ast.unparse(ast.fix_missing_locations(tree))

@@ -40,7 +40,8 @@ def choose_script(scripts: list[Path], backing: list[LogFacts], data: dict, find
         wanted.add(round(claimed))
     matching = [p for p in scripts if p.stat().st_size in wanted]
     if SCRIPT in by_name:
-        names = by_name[SCRIPT].read_text(encoding="utf-8", errors="replace")
+        with by_name[SCRIPT].open("rb") as f:  # a launcher shim is short: its head is enough
+            names = f.read(1 << 20).decode("utf-8", errors="replace")
         if by_name[SCRIPT] in matching or not matching or any(p.name in names for p in matching):
             return by_name[SCRIPT]  # it ran, or it runs the one that did (a launcher shim)
     chosen = matching[0] if matching else max(scripts, key=lambda p: p.stat().st_size)
@@ -65,7 +66,7 @@ class CodeCount:
     def as_dict(self, script: str | None) -> dict[str, Any]:
         return {"script": script, "bytes_shipped": sum(self.shipped.values()),
                 "bytes_wrapper": sum(self.wrapper.values()), "enforced": self.enforced,
-                "files": {name: {"shipped": self.shipped[name], "wrapper": self.wrapper[name]} for name in self.shipped},
+                "files": {name: {"shipped": size, "wrapper": self.wrapper[name]} for name, size in self.shipped.items()},
                 "rule": "the cap is checked on the code as shipped; a folder over the cap only because it ships "
                         "readable code is accepted, with a warning, when its code as golf's compressed wrapper "
                         "(docstrings dropped, lzma, base85, exec stub) fits"}
@@ -92,8 +93,8 @@ def enforce(code: CodeCount, model: int, model_source: str, findings: Findings) 
         counted = dataclasses.replace(code, enforced="wrapper")
         findings.warn(f"as shipped the folder is {shipped_total:,} bytes, {shipped_total - CAP_BYTES:,} over the "
                       f"{CAP_BYTES:,}-byte cap: it fits only counting its code as a compressed wrapper "
-                      f"({sum(code.wrapper.values()):,} bytes by golf's count instead of {sum(code.shipped.values()):,};"
-                      f" records log their own minified count)")
+                      f"({sum(code.wrapper.values()):,} bytes by golf's count instead of "
+                      f"{sum(code.shipped.values()):,}; records log their own minified count)")
     names = list(counted.counted())
     counts = counted.counted()
     ledger = Ledger(counts[names[0]] if names else 0, model, {n: counts[n] for n in names[1:]}, model_source)
@@ -133,7 +134,8 @@ def check_logged_sizes(logs: list[LogFacts], code: CodeCount, scripts: dict[str,
                               + ("" if findings.strict else f" (scripts in the folder: "
                                  f"{', '.join(f'{n} {s:,}' for n, s in scripts.items())}): the run used another file"))
         if None not in (f.bytes_total, f.bytes_model, f.bytes_code) and f.bytes_total != f.bytes_model + f.bytes_code:
-            findings.mismatch(f"{f.name}: logged total {f.bytes_total:,} ≠ model {f.bytes_model:,} + code {f.bytes_code:,}")
+            findings.mismatch(f"{f.name}: logged total {f.bytes_total:,} ≠ model {f.bytes_model:,} "
+                              f"+ code {f.bytes_code:,}")
         if digest and f.source_sha256 and f.source_sha256 != digest:
             findings.error(f"{f.name}: the run's sources (sha256 {f.source_sha256[:16]}) are not the ones "
                            f"train_gpt.py embeds ({digest[:16]})")
