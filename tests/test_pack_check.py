@@ -86,7 +86,7 @@ def test_val_bpb_not_matching_the_logs(copy, capsys):
     edit_json(copy / "submission.json", val_bpb=sub["val_bpb"] - 0.01)
     code, report = check_json(capsys, copy)
     assert code == 1 and len(report["problems"]) == 1
-    assert report["problems"][0].startswith(f"submission.json val_bpb {sub['val_bpb'] - 0.01} does not match the logs' mean")
+    assert report["problems"][0].startswith(f"submission.json val_bpb {sub['val_bpb'] - 0.01} is not backed by the logs")
 
 
 def test_a_log_from_other_code(copy, capsys):
@@ -103,7 +103,7 @@ def test_every_problem_is_listed(copy, capsys):
     code, report = check_json(capsys, copy)
     problems = "\n".join(report["problems"])
     assert code == 1
-    for phrase in ("field 'author' must be str", "train_gpt.py does not compile", "seed_results['1'] has no log",
+    for phrase in ("field 'author' must be str", "train_gpt.py does not compile", "seed_results['1']: no log of seed 1",
                    "logged code size"):
         assert phrase in problems
 
@@ -173,9 +173,12 @@ def test_an_official_style_record_passes(tmp_path, capsys):
 
 
 def test_an_official_record_whose_logged_code_is_not_what_ships(tmp_path, capsys):
-    folder = official_folder(tmp_path, code_size_delta=-1000)  # e.g. a "compressed code size" of a readable file
+    """The run used another version of the file: real, but not disqualifying (a warning) in a
+    folder golf did not write; in golf's own records the same mismatch is an error."""
+    folder = official_folder(tmp_path, code_size_delta=-1000)
     code, report = check_json(capsys, folder)
-    assert code == 1 and any("train.log: logged code size" in p for p in report["problems"])
+    assert code == 0 and any(w.startswith("train.log: logged code size") and "the run used another file" in w
+                             for w in report["warnings"]), report
 
 
 def test_files_the_code_reads_are_counted(tmp_path, capsys):
@@ -264,7 +267,7 @@ def _over_cap(folder):
 def _bpb_off(folder):
     sub = json.loads((folder / "submission.json").read_text())
     edit_json(folder / "submission.json", val_bpb=sub["val_bpb"] + 0.001)
-    return "does not match the logs' mean"
+    return "is not backed by the logs"
 
 
 @pytest.mark.parametrize("damage", [_drop_readme, _string_bpb, _over_cap, _bpb_off], ids=lambda f: f.__name__)

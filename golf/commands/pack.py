@@ -11,10 +11,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from golf.challenge import CAP_BYTES, EVAL_SECONDS, GPUS, TRAIN_SECONDS
 from golf.commands import emit_json
 from golf.errors import GolfError
 
-EPILOG = """examples:
+EPILOG = f"""examples:
   golf pack runs/s1 runs/s2 runs/s3 --name "My_Run" --author "Ada" --github-id ada \\
             --track 10min_16mb --baseline 1.0611        # 3 seeds vs a val_bpb number
   golf pack runs/s1 runs/s2 runs/s3 ... --baseline records/track_10min_16mb/<date>_<prev>
@@ -30,18 +31,34 @@ trained with those sources and logged exactly the sizes that ship.
 
 size ledger:
   bytes_total = train_gpt.py + max over seeds of the model bytes + other files the code reads
-  must be <= 16,000,000 (decimal).
+  must be <= {CAP_BYTES:,} (decimal).
 
 significance (--baseline): one-sided t-test on per-seed val_loss, H0: improvement <= 0.005 nats
 (Welch with several baseline seeds, one-sample against one number), reported at p < 0.01;
 fewer than 2 seeds: no test. nats <-> bpb: val_bpb = val_loss / ln 2 x tokens / bytes of the val
 split; a baseline bpb is converted with the runs' own tokens/bytes.
 
---check never runs anything from the folder: it compiles train_gpt.py, decodes embedded sources
-as data, reads logs as text and measures files. It lists every problem.
+--check never runs anything from the folder: it compiles the training script, decodes embedded
+sources as data, reads logs as text and measures files. It reads every log dialect of the
+official records and grades what it finds:
+  ERROR    breaks a rule or a claim no log backs: over the cap (as shipped, and as a compressed
+           wrapper), a score no log shows (the mean over seeds of one evaluation, or one seed's
+           when README.md or submission.json says which), a named seed without a log, a log
+           named for another seed, an empty or missing required file, no/empty author or
+           github_id; on the 10min_16mb track also world_size != {GPUS}, one seed trained twice,
+           training past {TRAIN_SECONDS:.0f} s (up to 2 steps past after `stopping_early` is
+           accepted), evaluation over {EVAL_SECONDS:.0f} s
+  WARNING  real but accepted in practice: readable code that fits only as its compressed wrapper
+           (what records count), logs made by another version of the file, an unstated single-seed
+           headline, fewer than 3 seeds, other names (submission_x.json, train_x.py), other key
+           types, README.md not stating the score or running a script the folder lacks
+  note     conventions accepted (identical log copies counted once, overshoots, tokenizers)
+golf's own records (schema golf.submission/1) must match exactly: their mismatches are errors.
+code: the cap is checked on the code as shipped, or as golf's compressed wrapper (docstrings
+dropped, lzma, base85, exec stub) when only that fits; both counts are printed.
 
 exit codes: 0 ok; 1 a check failed (over the cap, logged sizes or sources disagree with what
-ships, smoke run failed, --check found problems); 2 bad input (one-line error)."""
+ships, smoke run failed, --check found errors); 2 bad input (one-line error)."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -130,15 +147,26 @@ def _print_ledger(ledger: dict) -> None:
 
 
 def print_check(r: dict) -> None:
-    print(f"record   {r['folder']}{' (packed train_gpt.py)' if r['packed'] else ''}")
+    print(f"record   {r['folder']}{' (packed train_gpt.py)' if r['packed'] else ''}"
+          f"{' on track ' + r['track'] if r.get('track') else ''}")
     _print_ledger(r["ledger"])
+    code = r["code"]
+    if code["script"]:
+        print(f"code     {code['script']}{' + the files it reads' if len(code['files']) > 1 else ''}: "
+              f"{code['bytes_shipped']:,} bytes as shipped, {code['bytes_wrapper']:,} as a compressed wrapper; "
+              f"the cap is checked on the {'wrapper' if code['enforced'] == 'wrapper' else 'shipped bytes'}")
     for log in r["logs"]:
         print(f"log      {log['file']}: seed {log['seed']} val_loss {log['val_loss']} val_bpb {log['val_bpb']} "
-              f"({log['label']})")
-    if r["ok"]:
-        print("ok       no problems found")
+              f"({log['label']}{', backs the claim' if log['backs_claim'] else ''})")
+    for note in r["notes"]:
+        print(f"note     {note}")
+    for warning in r["warnings"]:
+        print(f"WARNING  {warning}")
     for problem in r["problems"]:
-        print(f"PROBLEM  {problem}", file=sys.stdout)
+        print(f"ERROR    {problem}")
+    if r["ok"]:
+        warned = f" ({len(r['warnings'])} warning(s))" if r["warnings"] else ""
+        print(f"ok       no errors{warned}")
 
 
 def print_pack(r: dict) -> None:

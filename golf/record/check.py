@@ -1,31 +1,39 @@
-"""`golf pack --check`: validate a record folder, ours or anyone's, and list every problem.
+"""`golf pack --check`: validate a record folder, ours or anyone's: errors, warnings, notes.
 
-Nothing in the folder is executed or imported: train_gpt.py is compiled (not run), a packed
-file's embedded sources are decoded as data and compiled, logs are read as text, artifacts are
-only measured, nothing is unpickled, and symlinks are refused rather than followed. Sizes are
-recomputed from the files (golf.record.ledger); claims in submission.json and the logs are
-checked against them and against each other.
+Nothing in the folder is executed or imported: the training script is compiled (not run), a
+packed file's embedded sources are decoded as data and compiled, logs are read as text,
+artifacts are only measured, nothing is unpickled, and symlinks are refused rather than followed.
+Sizes are recomputed from the files (golf.record.ledger, .sizes, .codesize); the claims in
+submission.json are checked against the logs (.claims), the logs against the record track's
+rules (.rules), README.md against both (.readme_check). The grades: golf.record.findings.
+
+Folders as records really are: submission.json or one `submission_*.json`; train_gpt.py or
+another `train*.py`; logs (*.log, *.txt) at the top or one folder down, identical copies counted
+once; every log dialect golf.record.logs reads.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import statistics
+import sys
 from pathlib import Path
 from typing import Any
 
-from golf.challenge import TRAIN_SECONDS
+from golf.challenge import CAP_BYTES
 from golf.errors import GolfError
-from golf.record import schema
-from golf.record.ledger import Ledger, is_artifact_name, other_files
-from golf.record.logs import LogFacts, is_log_name, parse_log
+from golf.record import claims, rules, schema, sizes
+from golf.record.findings import Findings
+from golf.record.ledger import is_artifact_name, other_files
+from golf.record.logs import LogFacts, Score, is_log_name, parse_log
+from golf.record.readme_check import check_readme
+from golf.record.rules import RECORD_TRACK
+from golf.record.sizes import is_script_name
 from golf.selfcontained import Sources, unpack
 
-REQUIRED_FILES = ("README.md", "submission.json", "train_gpt.py")
 MAX_JSON_BYTES = 1 << 20
 MAX_CODE_BYTES = 64 << 20
-BPB_TOLERANCE = 5e-5  # official records round means to 4 decimals; golf's own match to 1e-8
+BPB_TOLERANCE = 5e-5  # `golf score`: a re-scored artifact agrees with its claim to 4 decimals
 SEED_ARTIFACT = re.compile(r"seed[_-]?(\d+)")
 
 
@@ -44,26 +52,27 @@ def _files(folder: Path) -> tuple[list[Path], list[str]]:
 
 def _read_json(path: Path) -> tuple[Any, list[str]]:
     if path.stat().st_size > MAX_JSON_BYTES:
-        return None, [f"submission.json is {path.stat().st_size:,} bytes; refusing to parse more than {MAX_JSON_BYTES:,}"]
+        return None, [f"{path.name} is {path.stat().st_size:,} bytes; refusing to parse more than {MAX_JSON_BYTES:,}"]
     try:
         return json.loads(path.read_text(encoding="utf-8")), []
     except (UnicodeDecodeError, ValueError) as e:
-        return None, [f"submission.json is not valid JSON: {e}"]
+        return None, [f"{path.name} is not valid JSON: {e}"]
 
 
 def _check_code(path: Path) -> tuple[str, Sources | None, list[str]]:
     """(source, the embedded sources if packed, problems). Compiles; never executes."""
     if path.stat().st_size > MAX_CODE_BYTES:
-        return "", None, [f"train_gpt.py is {path.stat().st_size:,} bytes; not compiling it"]
+        return "", None, [f"{path.name} is {path.stat().st_size:,} bytes; not compiling it"]
     try:
         code = path.read_text(encoding="utf-8")
         compile(code, str(path), "exec", dont_inherit=True)
     except (UnicodeDecodeError, SyntaxError, ValueError) as e:
-        return "", None, [f"train_gpt.py does not compile: {type(e).__name__}: {e}"]
+        return "", None, [f"{path.name} does not compile (Python {sys.version_info[0]}.{sys.version_info[1]}): "
+                          f"{type(e).__name__}: {e}"]
     try:
         sources = unpack(code)
     except ValueError as e:
-        return code, None, [f"train_gpt.py: {e}"]
+        return code, None, [f"{path.name}: {e}"]
     if sources is None:
         return code, None, []
     problems = []
@@ -71,110 +80,154 @@ def _check_code(path: Path) -> tuple[str, Sources | None, list[str]]:
         try:
             compile(text, f"train_gpt.py:{name}", "exec", dont_inherit=True)
         except (SyntaxError, ValueError) as e:
-            problems.append(f"train_gpt.py: embedded {name} does not compile: {e}")
+            problems.append(f"{path.name}: embedded {name} does not compile: {e}")
     return code, sources, problems
 
 
-def _model_bytes(artifacts: list[Path], logs: list[LogFacts]) -> tuple[int, str, list[str]]:
-    if artifacts:
-        return max(p.stat().st_size for p in artifacts), "artifacts", []
-    logged = [f.bytes_model for f in logs if f.bytes_model is not None]
-    missing = [f"{f.path.name}: no 'Serialized model ...: N bytes' line" for f in logs if f.bytes_model is None]
-    if not logged:
-        return 0, "logs", missing or ["no log states the model size and no artifact is in the folder"]
-    return max(logged), "logs", missing
+def _layout(folder: Path, files: list[Path], findings: Findings) -> tuple[Path | None, list[Path], list[Path]]:
+    """(the submission JSON, the training scripts, the logs) of the folder; empty files are errors."""
+    for path in files:
+        if path.stat().st_size == 0:
+            findings.error(f"{path.relative_to(folder)} is empty (0 bytes)")
+    top = {p.name: p for p in files if p.parent == folder}
+    if "README.md" not in top:
+        findings.error("missing required file README.md")
+    submission = top.get("submission.json")
+    if submission is None:
+        others = sorted(n for n in top if n.startswith("submission") and n.endswith(".json"))
+        if len(others) == 1:
+            submission = top[others[0]]
+            findings.warn(f"submission file is named {others[0]}, not submission.json")
+        else:
+            found = f" (found {', '.join(others)})" if others else ""
+            findings.error(f"missing required file submission.json{found}")
+    logs = [p for p in files if is_log_name(p.name) and p.stat().st_size > 0]
+    if not logs:
+        findings.error("missing train log(s): no *.log or *.txt file")
+    return submission, [p for n, p in sorted(top.items()) if is_script_name(n)], logs
 
 
-def _claims(data: dict, ledger: Ledger, logs: list[LogFacts], artifacts: list[Path], digest: str | None,
-            track: str | None) -> list[str]:
-    problems: list[str] = []
-    scored = [f for f in logs if f.val_bpb is not None]
-    if not scored:
-        problems.append("no log has a final '... val_loss:X val_bpb:Y' line")
-    for f in logs:
-        if f.val_bpb is None:
-            problems.append(f"{f.path.name}: no final val_bpb line")
-    for key in ("val_bpb", "val_loss"):
-        values = [getattr(f, key) for f in scored]
-        claimed = data.get(key)
-        if values and schema.is_kind("number", claimed) and abs(claimed - statistics.fmean(values)) > BPB_TOLERANCE:
-            problems.append(f"submission.json {key} {claimed} does not match the logs' mean {statistics.fmean(values):.8f} "
-                            f"({', '.join(f'{v:.8f}' for v in values)})")
-    code_total = ledger.bytes_code + sum(ledger.bytes_other.values())
-    for key, actual in (("bytes_total", ledger.bytes_total), ("bytes_code", code_total),
-                        ("bytes_model_max", ledger.bytes_model_max), ("bytes_other", sum(ledger.bytes_other.values()))):
-        claimed = data.get(key)
-        if schema.is_kind("int", claimed) and claimed != actual and (key != "bytes_model_max" or artifacts):
-            problems.append(f"submission.json {key} is {claimed:,} but the folder ships {actual:,}")
-    for f in logs:
-        if f.bytes_code is not None and f.bytes_code != code_total:
-            problems.append(f"{f.path.name}: logged code size {f.bytes_code:,} bytes, but train_gpt.py"
-                            f"{' and the files it reads' if ledger.bytes_other else ''} are {code_total:,}")
-        if None not in (f.bytes_total, f.bytes_model, f.bytes_code) and f.bytes_total != f.bytes_model + f.bytes_code:
-            problems.append(f"{f.path.name}: logged total {f.bytes_total:,} ≠ model {f.bytes_model:,} + code {f.bytes_code:,}")
-        if digest and f.source_sha256 and f.source_sha256 != digest:
-            problems.append(f"{f.path.name}: the run's sources (sha256 {f.source_sha256[:16]}) are not the ones "
-                            f"train_gpt.py embeds ({digest[:16]})")
-        # A capped run stops at the first step past the cap (the official baseline logs 600,038 ms).
-        if track == "10min_16mb" and f.train_time_ms is not None and \
-                f.train_time_ms > 1000 * TRAIN_SECONDS + (f.step_avg_ms or 0.0):
-            problems.append(f"{f.path.name}: train_time {f.train_time_ms / 1000:.1f} s is over the 10-minute track's {TRAIN_SECONDS:.0f} s")
+def _read_logs(folder: Path, paths: list[Path], findings: Findings) -> list[LogFacts]:
+    """Parsed logs, identical copies counted once."""
+    logs: dict[str, LogFacts] = {}
+    for path in paths:
+        name = path.relative_to(folder).as_posix()
+        try:
+            facts = parse_log(path, name)
+        except (OSError, ValueError) as e:
+            findings.error(f"{name}: unreadable log ({e})")
+            continue
+        if facts.digest in logs:
+            findings.note(f"{name} is an identical copy of {logs[facts.digest].name}: counted once")
+        else:
+            logs[facts.digest] = facts
+    for facts in logs.values():
+        if facts.trained and not facts.scores:
+            findings.warn(f"{facts.name}: a training log with no final score line (the run did not finish?)")
+    return list(logs.values())
+
+
+def _track(folder: Path, data: dict, findings: Findings) -> str | None:
+    parent = folder.parent.name.removeprefix("track_") if folder.parent.name.startswith("track_") else None
+    stated = data.get("track") if isinstance(data.get("track"), str) else None
+    claimed = None if stated is None else "non_record_16mb" if "non" in stated.lower() else RECORD_TRACK
+    if parent and claimed and parent != claimed:
+        findings.warn(f"submission.json says track {stated!r} but the folder is in track_{parent}")
+    name = data.get("name") if isinstance(data.get("name"), str) else ""
+    if (parent or claimed) == RECORD_TRACK and re.match(r"(?i)\W*non[- ]?record", name):
+        findings.warn(f"submission.json calls itself {name[:40]!r}… but the folder is on the record track")
+    return parent or claimed
+
+
+def _artifact_problems(artifacts: list[Path], logs: list[LogFacts], findings: Findings) -> None:
     by_seed = {f.seed: f for f in logs if f.seed is not None}
     for path in artifacts:
         match = SEED_ARTIFACT.search(path.stem)
         log = by_seed.get(int(match[1])) if match else None
         if log is not None and log.bytes_model is not None and log.bytes_model != path.stat().st_size:
-            problems.append(f"{path.name} is {path.stat().st_size:,} bytes but {log.path.name} logged "
-                            f"{log.bytes_model:,} for seed {log.seed}")
-    results = data.get("seed_results")
-    for seed, claim in (results.items() if isinstance(results, dict) else []):
-        log = by_seed.get(int(seed)) if str(seed).isdigit() else None
-        if log is None:
-            problems.append(f"submission.json seed_results[{seed!r}] has no log with seed:{seed}")
-        elif isinstance(claim, dict) and schema.is_kind("number", claim.get("val_bpb")) and log.val_bpb is not None \
-                and abs(claim["val_bpb"] - log.val_bpb) > BPB_TOLERANCE:
-            problems.append(f"submission.json seed_results[{seed!r}] val_bpb {claim['val_bpb']} ≠ "
-                            f"{log.path.name}'s {log.val_bpb:.8f}")
-    return problems
+            findings.mismatch(f"{path.name} is {path.stat().st_size:,} bytes but {log.name} logged "
+                              f"{log.bytes_model:,} for seed {log.seed}")
+
+
+def _submission(path: Path | None, findings: Findings) -> dict:
+    if path is None or path.stat().st_size == 0:
+        return {}
+    data, json_problems = _read_json(path)
+    errors, warnings = schema.grade(data) if not json_problems else (json_problems, [])
+    findings.errors += errors
+    findings.warnings += warnings
+    return data if isinstance(data, dict) else {}
+
+
+CodeFiles = dict[str, tuple[int, str | None]]  # name → (bytes, Python source or None)
+
+
+def _code(folder: Path, script: Path | None, findings: Findings) -> tuple[CodeFiles, str | None]:
+    """({name: (bytes, Python source or None)} of the script and the files it reads, the packed digest)."""
+    if script is None:
+        return {}, None
+    code, embedded, code_problems = _check_code(script)
+    findings.errors += code_problems
+    texts = [code, *(embedded.files().values() if embedded else [])]
+    files = {script.name: (script.stat().st_size, code or None)}
+    for name, size in other_files(folder, texts, script.name).items():
+        text = (folder / name).read_text(encoding="utf-8", errors="replace") if name.endswith(".py") else None
+        files[name] = (size, text)
+    return files, embedded.sha256() if embedded else None
 
 
 def check_record(folder: Path) -> dict[str, Any]:
-    """Every problem with a record folder; `ok` is True when there are none."""
+    """Every error, warning and note about a record folder; `ok` is True when there is no error."""
     if not folder.is_dir():
         raise GolfError(f"{folder} is not a folder; pass a record folder (records/track_*/<date>_<name>/)")
-    files, problems = _files(folder)
-    names = {p.relative_to(folder).as_posix() for p in files}
-    problems += [f"missing required file {name}" for name in REQUIRED_FILES if name not in names]
-    logs_paths = [p for p in files if is_log_name(p.name)]
-    if not logs_paths:
-        problems.append("missing train log(s): no *.log or *.txt file")
-    data: Any = {}
-    if "submission.json" in names:
-        data, json_problems = _read_json(folder / "submission.json")
-        problems += json_problems or schema.validate(data)
-    data = data if isinstance(data, dict) else {}
-    code, embedded = "", None
-    if "train_gpt.py" in names:
-        code, embedded, code_problems = _check_code(folder / "train_gpt.py")
-        problems += code_problems
-    digest = embedded.sha256() if embedded else None
-    logs: list[LogFacts] = []
-    for path in logs_paths:
-        try:
-            logs.append(parse_log(path))
-        except (OSError, ValueError) as e:
-            problems.append(f"{path.name}: unreadable log ({e})")
-    artifacts = [p for p in files if is_artifact_name(p.name)]
-    model, model_source, model_problems = _model_bytes(artifacts, logs)
-    problems += model_problems
-    code_bytes = (folder / "train_gpt.py").stat().st_size if "train_gpt.py" in names else 0
-    ledger = Ledger(code_bytes, model, other_files(folder, [code, *(embedded.files().values() if embedded else [])]), model_source)
-    problems += ledger.problems()
-    track = folder.parent.name.removeprefix("track_") if folder.parent.name.startswith("track_") else None
-    problems += _claims(data, ledger, logs, artifacts, digest, track)
-    return {"command": "pack --check", "folder": str(folder), "ok": not problems, "problems": problems,
-            "ledger": ledger.as_dict(), "packed": digest is not None, "source_sha256": digest,
-            "logs": [{"file": f.path.name, "seed": f.seed, "val_loss": f.val_loss, "val_bpb": f.val_bpb,
-                      "label": f.final_label, "bytes_model": f.bytes_model, "bytes_code": f.bytes_code}
-                     for f in logs],
+    files, link_problems = _files(folder)
+    findings = Findings()
+    findings.errors += link_problems
+    submission, scripts, log_paths = _layout(folder, files, findings)
+    data = _submission(submission, findings)
+    findings.strict = data.get("schema") == schema.SCHEMA_ID
+    track = _track(folder, data, findings)
+    logs = _read_logs(folder, log_paths, findings)
+    scored = [f for f in logs if f.scores]
+    readme_path = folder / "README.md"
+    readme = readme_path.read_text(encoding="utf-8", errors="replace") if readme_path.is_file() else ""
+    backing = claims.check_headline(data, "val_bpb", scored, readme, findings)
+    claims.check_headline(data, "val_loss", scored, readme, findings)
+    claims.check_seed_results(data, scored, findings)
+    backing_logs = list({id(log): log for log, _ in backing}.values())
+
+    script = sizes.choose_script(scripts, backing_logs, data, findings)
+    code_files, digest = _code(folder, script, findings)
+    artifacts = [p for p in files if p.parent == folder and is_artifact_name(p.name)]
+    model, model_source = sizes.model_bytes(artifacts, logs, backing_logs, findings)
+    counted, ledger = sizes.enforce(sizes.count_code(code_files), model, model_source, findings)
+    findings.errors += ledger.problems()
+    sizes.note_tokenizers(folder, files, ledger, findings)
+    sizes.check_logged_sizes(logs, counted, {p.name: p.stat().st_size for p in scripts}, digest, findings)
+    sizes.check_size_claims(data, ledger, counted, logs, backing_logs, artifacts, findings)
+    _artifact_problems(artifacts, logs, findings)
+
+    record = track == RECORD_TRACK
+    shown = {log.name: score for log, score in backing}
+    refuted = rules.check_record_track(logs, shown, findings) if record else set()
+    if rules.check_seeds(logs, backing_logs, record, findings) < 3:
+        refuted.add("seeds")
+    if ledger.headroom < 0 or any(f.bytes_total is not None and f.bytes_total > CAP_BYTES for f in logs):
+        refuted.add("cap")
+    rules.check_compliance(data, refuted, findings)
+    check_readme(readme, schema.as_number(schema.claimed(data, "val_bpb")[0]), {p.name for p in files}, findings)
+    return {"command": "pack --check", "folder": str(folder), "ok": not findings.errors, "track": track,
+            "problems": findings.errors, "warnings": findings.warnings, "notes": findings.notes,
+            "ledger": ledger.as_dict(), "code": counted.as_dict(script.name if script else None),
+            "packed": digest is not None, "source_sha256": digest,
+            "logs": [_log_row(f, shown.get(f.name)) for f in logs],
             "artifacts": [p.name for p in artifacts]}
+
+
+def _log_row(f: LogFacts, claimed: Score | None) -> dict[str, Any]:
+    score = claimed or next((s for s in reversed(f.scores) if s.label == f.final_label), None)
+    return {"file": f.name, "seed": f.seed, "val_loss": score.val_loss if score else None,
+            "val_bpb": score.val_bpb if score else None, "label": score.label if score else None,
+            "backs_claim": claimed is not None, "trained": f.trained,
+            "world_size": f.world_sizes[0] if f.world_sizes else None, "train_time_ms": f.train_time_ms,
+            "bytes_model": f.bytes_model, "bytes_code": f.bytes_code, "bytes_total": f.bytes_total}

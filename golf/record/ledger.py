@@ -55,10 +55,10 @@ def is_artifact_name(name: str) -> bool:
     return name.endswith(ARTIFACT_SUFFIXES)
 
 
-def other_files(folder: Path, codes: list[str]) -> dict[str, int]:
-    """{name: bytes} of the folder's files that the code imports or names: `codes` are
-    train_gpt.py's source and, for a packed file, every embedded source (they run too)."""
-    candidates = {p.name: p for p in folder.iterdir() if p.is_file() and p.name not in RECORD_FILES
+def other_files(folder: Path, codes: list[str], script: str = "train_gpt.py") -> dict[str, int]:
+    """{name: bytes} of the folder's files that the code imports or names: `codes` are the
+    script's source and, for a packed file, every embedded source (they run too)."""
+    candidates = {p.name: p for p in folder.iterdir() if p.is_file() and p.name not in (*RECORD_FILES, script)
                   and not is_log_name(p.name) and not is_artifact_name(p.name)}
     named: set[str] = set()
     for code in codes:

@@ -2,9 +2,11 @@
 
 Official records have no fixed schema (55 files, a dozen key sets). golf writes one, documented
 in docs/submission-schema.md (generated from FIELDS; a test keeps them equal), which includes
-the legacy keys official records use, so tools that read those keep working. Checking a folder
-we did not write, only the five keys every official record has are required; any other known
-key must still have the right type.
+the legacy keys official records use, so tools that read those keep working. A folder golf wrote
+is held to all of it. For a folder we did not write the check reads what it needs: a missing or
+empty author or github_id, or no score (val_bpb, or the `mean_val_bpb` some records use), is an
+error; a missing name or date, or a known key of another type (`"p_value": "<0.001"`, a number
+written as a string), a warning.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ FIELDS: tuple[Field, ...] = (
     Field("bytes_code", "int", "golf", "bytes of the shipped train_gpt.py (self-contained: all counted code)", True),
     Field("bytes_model_max", "int", "golf", "largest model artifact over the seeds, bytes"),
     Field("bytes_other", "int", "golf", "bytes of any other file the code reads from the folder (0 for golf)"),
-    Field("bytes_total", "int", "all", "bytes_code + bytes_model_max + bytes_other; must be ≤ 16,000,000", True),
+    Field("bytes_total", "int", "golf", "bytes_code + bytes_model_max + bytes_other; must be ≤ 16,000,000", True),
     Field("hardware", "str", "golf", "what the runs ran on, from the logs", True),
     Field("pytorch_version", "str", "golf", "torch version of the runs", True),
     Field("source_sha256", "str", "golf", "sha256 of the embedded sources, as the train logs record it"),
@@ -57,6 +59,8 @@ FIELDS: tuple[Field, ...] = (
     Field("p_value", "number|null", "golf", "one-sided p of improvement ≤ 0.005 nats (null: no baseline or "
           "too few seeds)", True),
     Field("significance", "str|null", "golf", "the test used and its verdict, in words"),
+    Field("compliance", "object", "no", "the record's own compliance statements (e.g. `train_under_600s`: true); "
+          "`--check` compares the ones it can verify with the logs"),
 )
 BY_NAME = {f.name: f for f in FIELDS}
 
@@ -87,22 +91,75 @@ def _is_iso_date(value: str) -> bool:
     return True
 
 
+ALIASES = {"val_bpb": ("mean_val_bpb",), "val_loss": ("mean_val_loss",), "bytes_code": ("code_bytes",)}
+IDENTITY = ("author", "github_id")
+
+
+def claimed(data: dict, key: str) -> tuple[Any, str | None]:
+    """(value, the key it was under) of a claim, looking at the aliases records use."""
+    for name in (key, *ALIASES.get(key, ())):
+        if name in data:
+            return data[name], name
+    return None, None
+
+
+def as_number(value: Any) -> float | None:
+    """A claim as a number: JSON numbers, or numbers written as strings ("65,000", "1.1502")."""
+    if is_kind("number", value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value.replace(",", "").strip())
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _foreign_kind_ok(field: Field, value: Any) -> bool:
+    if field.name == "seeds":  # records write the seeds as a list, or as a dict keyed by seed
+        return isinstance(value, dict) or is_kind("list[int]", value)
+    return is_kind(field.kind, value)
+
+
 def validate(data: Any) -> list[str]:
-    """Every problem with a submission.json's keys and types, as sentences."""
+    """Every problem with a submission.json's keys and types, as sentences (errors and warnings)."""
+    errors, warnings = grade(data)
+    return errors + warnings
+
+
+def grade(data: Any) -> tuple[list[str], list[str]]:
+    """(errors, warnings) about a submission.json's keys and types, as sentences."""
     if not isinstance(data, dict):
-        return [f"submission.json must be a JSON object, not {type(data).__name__}"]
+        return [f"submission.json must be a JSON object, not {type(data).__name__}"], []
     ours = data.get("schema") == SCHEMA_ID
-    problems = []
+    errors: list[str] = []
+    warnings: list[str] = []
+    for name in IDENTITY:
+        if isinstance(data.get(name), str) and not data[name].strip():
+            errors.append(f"submission.json: {name} is empty")
+        elif name not in data and not ours:
+            errors.append(f"submission.json: no {name} (who submitted this?)")
     for field in FIELDS:
         if field.name not in data:
-            if field.required == "all" or (ours and field.required == "golf"):
-                problems.append(f"submission.json: missing required field {field.name!r} ({field.kind})")
-        elif not is_kind(field.kind, data[field.name]):
-            problems.append(f"submission.json: field {field.name!r} must be {field.kind}, "
-                            f"got {type(data[field.name]).__name__} {data[field.name]!r:.60}")
+            if ours and field.required in ("all", "golf"):
+                errors.append(f"submission.json: missing required field {field.name!r} ({field.kind})")
+            elif field.name == "val_bpb" and claimed(data, "val_bpb")[1] is None:
+                errors.append("submission.json: no val_bpb (the score)")
+            elif field.required == "all" and field.name in ("name", "date"):
+                warnings.append(f"submission.json: no {field.name!r}")
+            continue
+        value = data[field.name]
+        if ours and not is_kind(field.kind, value):
+            errors.append(f"submission.json: field {field.name!r} must be {field.kind}, "
+                          f"got {type(value).__name__} {value!r:.60}")
+        elif not ours and not _foreign_kind_ok(field, value):
+            severe = field.name in IDENTITY or (field.name == "val_bpb" and as_number(value) is None)
+            (errors if severe else warnings).append(
+                f"submission.json: {field.name!r} should be {field.kind}, got {type(value).__name__} {value!r:.60}")
     if ours and isinstance(data.get("track"), str) and data["track"] not in TRACKS:
-        problems.append(f"submission.json: track {data['track']!r} is not one of {', '.join(TRACKS)}")
-    return problems
+        errors.append(f"submission.json: track {data['track']!r} is not one of {', '.join(TRACKS)}")
+    return errors, warnings
 
 
 def markdown_table() -> str:
