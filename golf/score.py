@@ -24,8 +24,8 @@ from golf.bpb import (
     ByteTable,
     audit_bytes,
     bits_per_byte,
-    build_byte_table,
     load_tokenizer,
+    scoring_table,
     window_bytes,
 )
 from golf.data import find_shards, load_val_tokens, rank_slice, val_windows
@@ -155,9 +155,9 @@ def score_artifact(artifact_path: Path, *, data: Path, tokenizer: Path, max_toke
     model.to(dev)
     vocab = model.config.vocab_size
     sp = load_tokenizer(tokenizer)
-    table = build_byte_table(sp, vocab)
     seq_len = seq_len or int(artifact.meta.get("eval", {}).get("seq_len", 1024))
     tokens = load_val_tokens(find_shards(data, "val"), seq_len, max_tokens=max_tokens, vocab_size=vocab)
+    table, rule_difference = scoring_table(sp, tokens, vocab)  # refuses <unk> among the targets
     windows = val_windows(tokens, seq_len)
     result = evaluate(model, windows, table, batch_windows=max(1, batch_tokens // seq_len), device=dev,
                       autocast_dtype=eval_autocast_dtype(dev), progress=progress)
@@ -165,7 +165,9 @@ def score_artifact(artifact_path: Path, *, data: Path, tokenizer: Path, max_toke
         "command": "score", "artifact": str(artifact_path), "bytes_model": artifact.nbytes,
         "variant": artifact.meta["model"]["variant"], "quant": artifact.rule,
         "compressor": artifact.compressor, "seq_len": seq_len, "device": dev.type,
-        "tokens_per_s": result.tokens / max(result.seconds, 1e-9), **result.as_dict()}
+        "tokens_per_s": result.tokens / max(result.seconds, 1e-9), **result.as_dict(),
+        "official_rule_bytes": rule_difference.official_rule_bytes if rule_difference else result.bytes,
+        "byte_rule_note": rule_difference.note() if rule_difference else None}
     if audit:
         report["audit"] = dataclasses.asdict(audit_bytes(tokens, sp, table))
     return report
