@@ -34,10 +34,10 @@ def run(settings: dict, root: Path, name: str) -> dict:
 def row(r: dict) -> str:
     if r["refused"]:
         return f"| {r['name']} | {r['vocab_size']:,} | refused by {r['refused_by']}: {r['refused']} | | | |"
-    change = 100 * (r["official_rule_bytes"] / r["exact_bytes"] - 1)
+    delta = r["official_rule_bytes"] - r["exact_bytes"]
     exact = "yes" if r["exact_bytes"] == r["decoded_bytes"] else "**NO**"
-    return (f"| {r['name']} | {r['vocab_size']:,} | {r['rule']} | {exact} | {r['exact_bytes']:,} | "
-            f"{r['official_rule_bytes']:,} ({change:+.3f}%) |")
+    official = "same" if not delta else f"{r['official_rule_bytes']:,} ({delta:+,} B, {100 * delta / r['exact_bytes']:+.4f}%)"
+    return f"| {r['name']} | {r['vocab_size']:,} | {r['rule']} | {exact} | {r['exact_bytes']:,} | {official} |"
 
 
 def main() -> None:
