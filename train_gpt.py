@@ -41,7 +41,7 @@ import golf
 import golf.errors
 import quant
 from golf import embedded, models, presets, selfcontained
-from golf.bpb import build_byte_table, load_tokenizer
+from golf.bpb import load_tokenizer, scoring_table
 from golf.data import DistributedTokenLoader, find_shards, load_val_tokens, val_windows
 from golf.calibrate import collect_hessians
 from golf.challenge import CAP_BYTES, TRAIN_SECONDS
@@ -273,8 +273,10 @@ def log_environment(rt: Runtime, args: Hyperparameters, code: selfcontained.Runn
 # TOKENIZER-AGNOSTIC EVALUATION SETUP
 # -----------------------------------------------------------------------------
 # Why bits per byte: val_loss in nats per token depends on the tokenizer, bytes do not. Each
-# scored token is credited the UTF-8 bytes it stands for, from the tokenizer's byte table
-# (golf.bpb, the official rule: a '▁' counts one byte except right after a boundary token).
+# scored token is credited the UTF-8 bytes it decodes to, from the tokenizer's byte table
+# (golf.bpb: for the challenge tokenizers exactly the official rule, where a '▁' counts one byte
+# except right after a boundary token; where the official rule would miscount, both totals are
+# logged). Val tokens whose bytes are unknown (<unk>) are refused before training starts.
 # A model whose score is only an upper bound (an ELBO) says so with the label `bound`.
 
 
@@ -462,10 +464,10 @@ def main() -> None:
     # The tokenizer's ids are the data's; any further model ids are reserved (never data, 0 bytes).
     vocab = sp.vocab_size()
     check_vocab(model, vocab)
-    table = build_byte_table(sp, model.vocab_size)
     train_files = find_shards(data_path, "train")
     val_tokens = load_val_tokens(find_shards(data_path, "val"), args.train_seq_len,
                                  max_tokens=args.val_max_tokens or None, vocab_size=vocab)
+    table, rule_difference = scoring_table(sp, val_tokens, model.vocab_size)  # refuses <unk> before training
     windows = val_windows(val_tokens, args.train_seq_len)
     val_batch_windows = max(1, args.val_batch_size // (rt.world_size * grad_accum) // args.train_seq_len)
     eval_dtype = eval_autocast_dtype(rt.device)
@@ -477,6 +479,8 @@ def main() -> None:
     rt.log0(f"val_bpb:enabled tokenizer_kind=sentencepiece tokenizer_path={tok_path} sha256:{tok_sha[:16]}")
     rt.log0(f"train_loader:dataset:{data_path} train_shards:{len(train_files)}")
     rt.log0(f"val_loader:tokens:{val_tokens.numel()} windows:{windows.size(0)}")
+    if rule_difference:
+        rt.log0(rule_difference.note())
     rt.log0(f"model:{args.model} model_params:{sum(p.numel() for p in model.parameters())} "
             f"config:{json.dumps(model.config_dict(), sort_keys=True)}")
     rt.log0(f"world_size:{rt.world_size} grad_accum_steps:{grad_accum} device:{rt.device} "
@@ -654,6 +658,7 @@ def main() -> None:
 
     summary = {
         **result.as_dict(), "pre_quant_val_loss": val_loss, "pre_quant_val_bpb": val_bpb,
+        "official_rule_bytes": rule_difference.official_rule_bytes if rule_difference else result.bytes,
         "bytes_model": bytes_model, "bytes_code": bytes_code, "bytes_total": bytes_model + bytes_code,
         "steps": step, "train_time_ms": round(training_ms), "tokens_seen": tokens_seen,
         "model_params": sum(p.numel() for p in model.parameters()),

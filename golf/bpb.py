@@ -1,17 +1,27 @@
-"""Exact bits per byte: the challenge's byte-counting rule for SentencePiece tokens, and an audit.
+"""Exact bits per byte: the bytes each scored token stands for, for any SentencePiece tokenizer.
 
 The score is Σ nats / (ln 2 · N_bytes), where N_bytes credits every scored target token with the
-UTF-8 bytes it stands for. We follow `build_sentencepiece_luts` in the official train_gpt.py to
-the letter, because any other count moves the bpb:
+UTF-8 bytes it stands for. The official train_gpt.py's `build_sentencepiece_luts` (the "official
+rule") credits:
 
-- control, unknown and unused pieces (BOS, EOS, PAD, UNK) are boundaries worth 0 bytes;
-- a byte-fallback piece <0xNN> is 1 byte;
-- any other piece is the UTF-8 length of its text without one leading "▁", plus 1 byte for that
-  "▁" (a space) unless the previous token is a boundary: with add_dummy_prefix=False a document's
-  first word has no space in front of it.
+- control, unknown and unused pieces (BOS, EOS, PAD, UNK): 0 bytes, and they are boundaries;
+- a byte-fallback piece <0xNN>: 1 byte;
+- any other piece: the UTF-8 length of its text without one leading "▁", plus 1 byte for that
+  "▁" (a space) unless the previous token is a boundary.
 
-`audit_bytes` checks the rule against the text itself: for every whole document in a token stream
-the table's byte total must equal the UTF-8 length of the decoded document.
+That is exact for the challenge's tokenizers, not for every SentencePiece model: a "▁" inside a
+piece ("of▁the", from split_by_whitespace=False, or "the▁" with whitespace as a suffix) is
+counted as its 3 UTF-8 bytes though it decodes to one space, and where the decoder keeps a
+document's leading space (no dummy prefix, extra whitespace kept) the rule drops it. golf's table
+(rule "exact", the default) credits what a piece decodes to: every "▁" is one space byte, and a
+leading one is dropped after a boundary only where SentencePiece's decoder drops it. For the
+challenge tokenizers the two tables are identical, entry for entry.
+
+What no table can count is refused: an <unk> token stands for text the ids do not hold
+(`refuse_unknown_tokens`), and a few tokenizer settings make decoding disagree with the text
+(`tokenizer_refusal`; golf.tokenizers classifies a tokenizer in full). `audit_bytes` (a token
+stream; golf.corpus.CorpusAudit does documents on every `golf data build`) checks the table
+against the decoded text itself.
 """
 
 from __future__ import annotations
@@ -26,9 +36,13 @@ import sentencepiece as spm
 import torch
 
 from golf.errors import GolfError
+from golf.spm_model import ModelSpec, read_spec
 
 SPACE = "\u2581"  # "▁", SentencePiece's stand-in for a space
 LABELS = ("exact", "bound")  # exact: chain rule over a normalised distribution; bound: an upper bound (ELBO)
+RULES = ("exact", "official")  # byte tables: what pieces decode to; build_sentencepiece_luts to the letter
+_BOUNDARY_TYPES = ("control", "unknown", "unused")
+_STREAM_CHUNK = 1 << 24  # tokens per gather when totalling a whole val split (62M tokens)
 
 
 def load_tokenizer(path: str | Path) -> spm.SentencePieceProcessor:
@@ -42,25 +56,40 @@ def load_tokenizer(path: str | Path) -> spm.SentencePieceProcessor:
         raise GolfError(f"tokenizer {path} is not a valid SentencePiece model ({reason})") from None
 
 
-def check_tokenizer(sp: spm.SentencePieceProcessor) -> None:
-    """Refuse a tokenizer with no standalone "▁" piece.
+# --- tokenizers no table counts ------------------------------------------------------------------
 
-    Without it, a space the merges don't absorb is encoded as the three byte-fallback pieces of
-    "▁" (E2 96 81), which the rule counts as 3 bytes for 1 byte of text: the bpb gets silently
-    better (openai/parameter-golf issue #897).
-    """
+def tokenizer_refusal(sp: spm.SentencePieceProcessor, spec: ModelSpec) -> str | None:
+    """Why no byte table can count this tokenizer's bytes (one line), or None."""
+    if not spec.escape_whitespaces:
+        return ("tokenizer does not write spaces as '▁' (escape_whitespaces=false, which sentencepiece's trainers "
+                "refuse: the model was edited) yet its decoder turns every '▁' into a space; retrain it")
+    if spec.treat_whitespace_as_suffix and spec.add_dummy_prefix:
+        return ("tokenizer puts '▁' at the end of pieces and adds a dummy one to every text, which decoding "
+                "keeps: each document would count a space that is not in it; retrain with add_dummy_prefix=false")
     space_id = sp.piece_to_id(SPACE)
     if space_id == sp.unk_id() or sp.id_to_piece(space_id) != SPACE:
-        raise GolfError('tokenizer has no standalone "▁" piece, so spaces would be counted as 3 '
-                        "byte-fallback bytes (issue #897); retrain it with '▁' in the vocabulary")
+        # A space the merges don't absorb becomes the three byte-fallback pieces of "▁" (E2 96 81):
+        # 3 bytes for 1 byte of text, and they decode to a literal "▁" (openai/parameter-golf #897).
+        return ('tokenizer has no standalone "▁" piece, so spaces would be counted as 3 byte-fallback '
+                "bytes (issue #897); retrain it with '▁' in the vocabulary")
+    return None
 
+
+def check_tokenizer(sp: spm.SentencePieceProcessor) -> None:
+    """Refuse, in one line, a tokenizer whose bytes no table can count."""
+    refusal = tokenizer_refusal(sp, read_spec(sp))
+    if refusal:
+        raise GolfError(refusal)
+
+
+# --- byte tables --------------------------------------------------------------------------------
 
 @dataclass(frozen=True, eq=False)  # eq=False: tensors don't compare to a single bool
 class ByteTable:
-    """Per-token lookup tables for the byte rule, indexed by token id."""
+    """Per-token lookup tables of a byte rule, indexed by token id."""
 
-    base_bytes: torch.Tensor  # int16 [V]: UTF-8 bytes of the piece without its leading "▁"
-    has_leading_space: torch.Tensor  # bool [V]: the piece starts with "▁"
+    base_bytes: torch.Tensor  # int16 [V]: bytes of the piece without the leading "▁" split off
+    has_leading_space: torch.Tensor  # bool [V]: a leading "▁" split off, worth 1 byte except after a boundary
     is_boundary: torch.Tensor  # bool [V]: control/unknown/unused; no space is credited after it
 
     @property
@@ -72,32 +101,44 @@ class ByteTable:
 
 
 def build_byte_table(sp: spm.SentencePieceProcessor, vocab_size: int | None = None, *,
-                     check: bool = True) -> ByteTable:
-    """The official `build_sentencepiece_luts` tables; size max(sp vocab, vocab_size).
+                     rule: str = "exact", check: bool = True) -> ByteTable:
+    """The byte table of `rule` (see RULES and the module docstring); size max(sp vocab, vocab_size).
 
     Ids past the tokenizer's vocabulary (a model padded to a rounder size) stay 0-byte boundaries.
-    `check=False` skips `check_tokenizer`, only to study a tokenizer the rule miscounts.
+    `check=False` skips `check_tokenizer`, only to study a tokenizer no table counts right.
     """
-    if check:
-        check_tokenizer(sp)
-    n_pieces = sp.vocab_size()
-    size = max(n_pieces, vocab_size or 0)
+    if rule not in RULES:
+        raise GolfError(f"byte rule must be one of {', '.join(RULES)}, not {rule!r}")
+    spec = read_spec(sp)
+    if check and (refusal := tokenizer_refusal(sp, spec)):
+        raise GolfError(refusal)
+    size = max(len(spec.piece_types), vocab_size or 0)
     base = np.zeros(size, dtype=np.int16)
     space = np.zeros(size, dtype=np.bool_)
     boundary = np.ones(size, dtype=np.bool_)
-    for i in range(n_pieces):
-        if sp.is_control(i) or sp.is_unknown(i) or sp.is_unused(i):
+    # The official rule always takes a leading "▁" off the piece and credits it only after a
+    # non-boundary; SentencePiece's decoder drops it at a text's start only under these flags.
+    split_leading = rule == "official" or spec.decoder_drops_leading_space
+    for i, kind in enumerate(spec.piece_types):
+        if kind in _BOUNDARY_TYPES:
             continue
         boundary[i] = False
-        if sp.is_byte(i):
+        if kind == "byte":
             base[i] = 1
             continue
         piece = sp.id_to_piece(i)
-        if piece.startswith(SPACE):
+        if split_leading and piece.startswith(SPACE):
             space[i] = True
             piece = piece[1:]
+        if rule == "exact":  # any other "▁" decodes to one space
+            piece = piece.replace(SPACE, " ")
         base[i] = len(piece.encode("utf-8"))
     return ByteTable(torch.from_numpy(base), torch.from_numpy(space), torch.from_numpy(boundary))
+
+
+def same_table(a: ByteTable, b: ByteTable) -> bool:
+    return (torch.equal(a.base_bytes, b.base_bytes) and torch.equal(a.has_leading_space, b.has_leading_space)
+            and torch.equal(a.is_boundary, b.is_boundary))
 
 
 def target_bytes(table: ByteTable, prev: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -109,6 +150,52 @@ def target_bytes(table: ByteTable, prev: torch.Tensor, target: torch.Tensor) -> 
 def window_bytes(table: ByteTable, windows: torch.Tensor) -> torch.Tensor:
     """Bytes of the T scored targets of each [B, T+1] window: windows[:, 1:] after windows[:, :-1]."""
     return target_bytes(table, windows[:, :-1], windows[:, 1:])
+
+
+def stream_bytes(table: ByteTable, tokens: torch.Tensor) -> int:
+    """Bytes credited to the targets tokens[1:] of a 1-D stream, in chunks to bound memory."""
+    table = table.to("cpu")
+    return sum(int(target_bytes(table, part[:-1], part[1:]).sum())
+               for part in (tokens[lo:lo + _STREAM_CHUNK + 1] for lo in range(0, tokens.numel() - 1, _STREAM_CHUNK)))
+
+
+# --- scoring: refuse what cannot be counted, say where the official rule differs ----------------
+
+def refuse_unknown_tokens(targets: torch.Tensor | np.ndarray, sp: spm.SentencePieceProcessor, what: str) -> None:
+    """Refuse <unk> among scored targets: the text it replaced is not in the ids, so neither are its bytes."""
+    unknown = int((targets == sp.unk_id()).sum())
+    if unknown:
+        raise GolfError(f"{what} hold {unknown:,} <unk> tokens (id {sp.unk_id()}) among {len(targets):,}: the text "
+                        "they replaced is not in the ids, so its bytes cannot be counted; rebuild the shards with a "
+                        "byte-fallback tokenizer (`golf data tokenizer` trains one)")
+
+
+@dataclass(frozen=True)
+class RuleDifference:
+    """Byte totals of the same scored targets under golf's exact table and the official rule."""
+
+    exact_bytes: int
+    official_rule_bytes: int
+
+    def note(self) -> str:
+        change = 100 * (self.official_rule_bytes / self.exact_bytes - 1) if self.exact_bytes else math.inf
+        return (f"bytes: {self.exact_bytes:,} exact (what the tokens decode to), scored with; the official rule "
+                f"(build_sentencepiece_luts) would count {self.official_rule_bytes:,} ({change:+.2f}%) "
+                "for this tokenizer")
+
+
+def scoring_table(sp: spm.SentencePieceProcessor, tokens: torch.Tensor,
+                  vocab_size: int | None = None) -> tuple[ByteTable, RuleDifference | None]:
+    """The exact byte table for scoring the targets tokens[1:] of a val stream, after refusing the
+    tokenizer or the tokens if their bytes cannot be counted. The RuleDifference is there only when
+    the official rule would credit these targets another total, so callers can say so once."""
+    table = build_byte_table(sp, vocab_size)
+    refuse_unknown_tokens(tokens[1:], sp, "the scored val tokens")
+    official = build_byte_table(sp, vocab_size, rule="official", check=False)
+    if same_table(table, official):
+        return table, None
+    exact_total, official_total = stream_bytes(table, tokens), stream_bytes(official, tokens)
+    return table, (RuleDifference(exact_total, official_total) if exact_total != official_total else None)
 
 
 def bits_per_byte(nats_sum: float, n_bytes: int) -> float:
@@ -123,22 +210,15 @@ def check_label(label: str) -> str:
     return label
 
 
-def normalized_text_bytes(sp: spm.SentencePieceProcessor, text: str) -> int:
-    """UTF-8 length of `text` as the tokenizer sees it, i.e. what the byte rule should count.
+# --- audits: the table against the decoded text -------------------------------------------------
 
-    `sp.normalize` applies the model's rule (nmt_nfkc: NFKC, whitespace runs collapsed, ends
-    stripped) and writes spaces as "▁". A leading "▁" is dropped because the rule never counts a
-    space right after BOS; every other "▁" is one space byte (a literal "▁" in the text is
-    whitespace to SentencePiece too, and decodes to " ").
+def _text_bytes(decoded: str) -> int:
+    """UTF-8 length of decoded text, a literal "▁" read as the space it stands for.
+
+    A sound tokenizer never decodes to "▁" (its "▁" pieces decode to spaces); byte-fallback pieces
+    E2 96 81 do (issue #897), and there the text had one space, not 3 bytes.
     """
-    return _spaced_len(sp.normalize(text))
-
-
-def _spaced_len(normalized: str) -> int:
-    """UTF-8 length of normalized text with "▁" read as a space and a leading one dropped."""
-    if normalized.startswith(SPACE):
-        normalized = normalized[1:]
-    return len(normalized.replace(SPACE, " ").encode("utf-8"))
+    return len(decoded.replace(SPACE, " ").encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -171,10 +251,7 @@ def audit_bytes(tokens: torch.Tensor | np.ndarray | Sequence[int], sp: spm.Sente
     document runs from just after a BOS up to and including the next BOS, so a BOS target's
     credit (0 for a correct table) is checked with the document it closes. The last document is
     whole only if `stream_complete` (the stream wasn't capped); one before the first BOS is never.
-
-    The text side is the decoded document normalized again, which changes nothing for a sound
-    tokenizer but turns the literal "▁" that byte fallback decodes to (issue #897) into the one
-    space it stands for; comparing with the raw decode would hide that inflation.
+    The text side is each document decoded, its UTF-8 length with "▁" read as a space (`_text_bytes`).
     """
     ids = np.array(tokens.cpu().numpy() if isinstance(tokens, torch.Tensor) else tokens, dtype=np.int64)
     if ids.ndim != 1:
@@ -193,8 +270,8 @@ def audit_bytes(tokens: torch.Tensor | np.ndarray | Sequence[int], sp: spm.Sente
     whole = (ids[starts] == bos) & ((ids[ends] == bos) | (stream_complete & (ends == n - 1)))
     checked = np.flatnonzero(whole)
     docs = [ids[starts[j] + 1: ends[j] + (ids[ends[j]] != bos)].tolist() for j in checked]
-    texts = sp.normalize(sp.decode(docs)) if docs else []
-    text_bytes = np.array([_spaced_len(t) for t in texts], dtype=np.int64)
+    texts = sp.decode(docs) if docs else []
+    text_bytes = np.array([_text_bytes(t) for t in texts], dtype=np.int64)
     table_bytes = cum[ends[checked]] - cum[starts[checked]]
     failed = np.flatnonzero(table_bytes != text_bytes)
 
@@ -207,3 +284,4 @@ def audit_bytes(tokens: torch.Tensor | np.ndarray | Sequence[int], sp: spm.Sente
         mismatches=[Mismatch(int(checked[k]), int(table_bytes[k]), int(text_bytes[k]))
                     for k in failed[:max_mismatches]],
         ok=bool(checked.size) and not failed.size)
+

@@ -3,7 +3,10 @@
 `build_shards` reproduces `data/download_hf_docs_and_tokenize.py`: every document becomes
 [BOS] + its SentencePiece ids (no EOS), documents are concatenated in order, the first
 `num_val_docs` go to `fineweb_val_*.bin` and the rest to `fineweb_train_*.bin`, and a document may
-straddle two shards. `train_tokenizer` uses the official SentencePiece BPE settings.
+straddle two shards. Every document is also decoded back and checked against the byte table
+(`CorpusAudit`), so shards whose bytes cannot be counted exactly are never written.
+`train_tokenizer` uses the official SentencePiece BPE settings, byte fallback included, and
+refuses a result no byte table can count.
 
 Text is encoded exactly as stored. The official exporter does not touch NUL characters; only its
 tokenizer trainer replaces them with spaces (and strips), so that is the one place we do too:
@@ -14,18 +17,24 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sentencepiece as spm
+import torch
 from tqdm import tqdm
 
 from golf.data import write_shard
-from golf.bpb import load_tokenizer
+from golf.bpb import ByteTable, build_byte_table, load_tokenizer, target_bytes
 from golf.embedded import file_sha256
 from golf.errors import GolfError
+from golf.spm_model import read_spec
+from golf.tokenizers import classify_tokenizer, normalized_texts
 
 DOC_SUFFIXES = (".jsonl", ".txt")
 ENCODE_BATCH_DOCS = 1024  # large enough for sentencepiece's threads, small enough to stream
@@ -76,6 +85,65 @@ def _jsonl_texts(path: Path) -> Iterator[str]:
                 yield obj["text"]
         except UnicodeDecodeError as exc:
             raise GolfError(f"{path}: not valid UTF-8 (byte {exc.start} of a line)") from None
+
+
+class CorpusAudit:
+    """The byte audit of `golf data build`: every document is decoded back and compared, batch by batch.
+
+    A document fails if it holds <unk>, if decoding its ids does not give back its normalized text,
+    or if the exact table credits [BOS] + ids another number of bytes than that text has. The first
+    failure raises, so a tokenizer that cannot be scored exactly is refused before any training.
+    """
+
+    def __init__(self, sp: spm.SentencePieceProcessor) -> None:
+        self.sp = sp
+        self.spec = read_spec(sp)
+        self.tokenizer_class = classify_tokenizer(sp)
+        self.table = build_byte_table(sp)  # refuses the tokenizer itself first
+        self.official = build_byte_table(sp, rule="official", check=False)
+        self.docs = self.bytes = self.official_rule_bytes = 0
+
+    def add(self, texts: list[str], encoded: list[list[int]]) -> None:
+        first, unk = self.docs, self.sp.unk_id()
+        unknown = [ids.count(unk) for ids in encoded]
+        if any(unknown):
+            at = next(k for k, count in enumerate(unknown) if count)
+            raise GolfError(f"documents {first:,}..{first + len(texts) - 1:,} hold {sum(unknown):,} <unk> tokens "
+                            f"(the first in document {first + at:,}): characters outside the tokenizer's alphabet, "
+                            "whose bytes the ids do not hold; use a byte-fallback tokenizer (`golf data tokenizer` "
+                            "trains one)")
+        decoded = self.sp.decode(encoded)
+        for k, (got, want) in enumerate(zip(decoded, normalized_texts(self.sp, self.spec, texts))):
+            if got != want:
+                at = next((c for c, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+                raise GolfError(f"document {first + k:,} does not decode back to its text (from character {at}: "
+                                f"{want[at:at + 12]!r} became {got[at:at + 12]!r}), so its bytes cannot be counted "
+                                "exactly; use another tokenizer")
+        credits = self._doc_bytes(self.table, encoded)
+        for k, (credit, text) in enumerate(zip(credits, decoded)):
+            if credit != len(text.encode("utf-8")):
+                raise GolfError(f"document {first + k:,}: the byte table credits {credit:,} bytes but the text "
+                                f"decodes to {len(text.encode('utf-8')):,}; golf's byte table is wrong for this "
+                                "tokenizer, please report it")
+        self.docs += len(texts)
+        self.bytes += int(credits.sum())
+        self.official_rule_bytes += int(self._doc_bytes(self.official, encoded).sum())
+
+    def _doc_bytes(self, table: ByteTable, encoded: list[list[int]]) -> np.ndarray:
+        """Bytes `table` credits each document stored as [BOS] + ids (its BOS credited 0)."""
+        lengths = np.array([len(ids) + 1 for ids in encoded], dtype=np.int64)
+        starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        is_bos = np.zeros(int(lengths.sum()), dtype=np.bool_)
+        is_bos[starts] = True
+        stream = np.full(is_bos.size, self.sp.bos_id(), dtype=np.int64)
+        stream[~is_bos] = np.fromiter(itertools.chain.from_iterable(encoded), np.int64, count=int((~is_bos).sum()))
+        tokens = torch.from_numpy(stream)
+        credit = np.concatenate(([0], target_bytes(table, tokens[:-1], tokens[1:]).numpy()))
+        return np.add.reduceat(credit, starts)
+
+    def summary(self) -> dict[str, Any]:
+        return {"docs": self.docs, "bytes": self.bytes, "official_rule_bytes": self.official_rule_bytes,
+                "rule": self.tokenizer_class.rule, "warnings": list(self.tokenizer_class.warnings)}
 
 
 class _ShardWriter:
@@ -131,36 +199,52 @@ def build_shards(doc_paths: PathLike | Iterable[PathLike], tokenizer_path: PathL
         raise GolfError(f"{tokenizer_path}: vocab_size {vocab_size} does not fit uint16 shards (max 65536)")
     if bos < 0:
         raise GolfError(f"{tokenizer_path}: tokenizer has no BOS piece, which starts every document in a shard")
+    audit = CorpusAudit(sp)  # refuses a tokenizer no byte table can count before anything is encoded
     out_dir.mkdir(parents=True, exist_ok=True)
     existing = sorted([*out_dir.glob("fineweb_train_*.bin"), *out_dir.glob("fineweb_val_*.bin")])
     if existing and not overwrite:
         raise GolfError(f"{out_dir} already holds {len(existing)} shards ({existing[0].name}, ...); "
                         "pass --force (overwrite=True) to replace them")
-    for stale in existing:
-        stale.unlink()
 
-    writer = _ShardWriter(out_dir, shard_tokens)
-    docs = iter_documents(doc_paths)
-    with tqdm(desc="build shards", unit="doc", disable=None if progress else True) as bar:
-        while batch := list(itertools.islice(docs, ENCODE_BATCH_DOCS)):
-            for ids in sp.encode(batch, out_type=int):
-                tokens = np.empty(len(ids) + 1, dtype=np.uint16)
-                tokens[0] = bos
-                tokens[1:] = ids
-                n_docs = writer.stats["val"]["docs"] + writer.stats["train"]["docs"]
-                writer.add("val" if n_docs < num_val_docs else "train", tokens)
-            bar.update(len(batch))
-    writer.flush()
-    if not writer.files:
-        raise GolfError(f"no documents found in {', '.join(map(str, doc_paths))}")
+    # Shards are written to a staging folder and moved in only once every document passed the
+    # audit: a refused corpus leaves no partial shards and the old ones untouched.
+    staging = Path(tempfile.mkdtemp(prefix=".golf-build-", dir=out_dir))
+    try:
+        writer = _ShardWriter(staging, shard_tokens)
+        docs = iter_documents(doc_paths)
+        with tqdm(desc="build shards", unit="doc", disable=None if progress else True) as bar:
+            while batch := list(itertools.islice(docs, ENCODE_BATCH_DOCS)):
+                encoded = sp.encode(batch, out_type=int)
+                audit.add(batch, encoded)
+                for ids in encoded:
+                    tokens = np.empty(len(ids) + 1, dtype=np.uint16)
+                    tokens[0] = bos
+                    tokens[1:] = ids
+                    n_docs = writer.stats["val"]["docs"] + writer.stats["train"]["docs"]
+                    writer.add("val" if n_docs < num_val_docs else "train", tokens)
+                bar.update(len(batch))
+        writer.flush()
+        if not writer.files:
+            raise GolfError(f"no documents found in {', '.join(map(str, doc_paths))}")
+        for stale in existing:
+            stale.unlink()
+        files = [out_dir / f.name for f in writer.files]
+        for staged, final in zip(writer.files, files):
+            os.replace(staged, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return {"out_dir": str(out_dir), "tokenizer": str(tokenizer_path),
             "tokenizer_sha256": file_sha256(tokenizer_path), "vocab_size": vocab_size, "bos_id": bos,
-            **writer.stats, "files": [str(p) for p in writer.files]}
+            **writer.stats, "files": [str(p) for p in files], "audit": audit.summary()}
 
 
 def train_tokenizer(doc_paths: PathLike | Iterable[PathLike], out_prefix: PathLike, *, vocab_size: int,
                     max_docs: int | None = None, progress: bool = True) -> Path:
-    """Train a SentencePiece BPE with the official settings; writes <prefix>.model/.vocab."""
+    """Train a SentencePiece BPE with the official settings; writes <prefix>.model/.vocab.
+
+    Byte fallback is always on, so no character becomes <unk>; a result no byte table can count
+    (`golf.bpb.check_tokenizer`, e.g. no "▁" piece from a corpus without spaces) is refused.
+    """
     if not 0 < vocab_size <= 2**16:
         raise GolfError(f"vocab_size must be in 1..65536 (shards store uint16 ids), got {vocab_size}")
     prefix = Path(out_prefix)
@@ -180,16 +264,28 @@ def train_tokenizer(doc_paths: PathLike | Iterable[PathLike], out_prefix: PathLi
             errors.append(exc)
             raise
 
+    # Trained under a temporary prefix and renamed once checked, so a refused tokenizer leaves no files.
+    staging = prefix.with_name(f".{prefix.name}.{os.getpid()}.part")
+    outputs = {suffix: (staging.with_name(staging.name + suffix), prefix.with_name(prefix.name + suffix))
+               for suffix in (".model", ".vocab")}
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=texts(), model_prefix=str(prefix), model_type="bpe", vocab_size=vocab_size,
+            sentence_iterator=texts(), model_prefix=str(staging), model_type="bpe", vocab_size=vocab_size,
             character_coverage=0.999, byte_fallback=True, split_digits=True,
             normalization_rule_name="nmt_nfkc", add_dummy_prefix=False,
             pad_id=0, bos_id=1, eos_id=2, unk_id=3, hard_vocab_limit=False,
             minloglevel=0 if progress else 2)
+        refusal = classify_tokenizer(load_tokenizer(outputs[".model"][0])).refusal
+        if refusal:
+            raise GolfError(f"{prefix}: the trained {refusal}")
+        for staged, final in outputs.values():
+            os.replace(staged, final)
     except RuntimeError as exc:
         if errors:
             raise errors[0] from None
         detail = str(exc).splitlines()[0].split("] ")[-1]
         raise GolfError(f"{prefix}: sentencepiece training failed: {detail}") from None
-    return prefix.with_name(prefix.name + ".model")
+    finally:
+        for staged, _ in outputs.values():
+            staged.unlink(missing_ok=True)
+    return outputs[".model"][1]

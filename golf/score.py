@@ -32,8 +32,8 @@ from golf.bpb import (
     ByteTable,
     audit_bytes,
     bits_per_byte,
-    build_byte_table,
     load_tokenizer,
+    scoring_table,
     window_bytes,
 )
 from golf.data import find_shards, load_val_tokens, rank_slice, val_windows
@@ -192,7 +192,6 @@ def score_artifact(artifact_path: Path, *, data: Path, tokenizer: Path, max_toke
     model.to(dev)
     sp = load_tokenizer(tokenizer)
     check_vocab(model, sp.vocab_size())
-    table = build_byte_table(sp, model.vocab_size)
     recorded = artifact.meta.get("eval", {})
     seq_len = seq_len or int(recorded.get("seq_len", 1024))
     seed = int(recorded.get("seed", 0)) if seed is None else seed
@@ -201,6 +200,7 @@ def score_artifact(artifact_path: Path, *, data: Path, tokenizer: Path, max_toke
         same = seq_len == recorded.get("seq_len") and isinstance(recorded.get("batch_windows"), int)
         batch_tokens = recorded["batch_windows"] * seq_len if same else DEFAULT_BATCH_TOKENS
     tokens = load_val_tokens(find_shards(data, "val"), seq_len, max_tokens=max_tokens, vocab_size=sp.vocab_size())
+    table, rule_difference = scoring_table(sp, tokens, model.vocab_size)  # refuses <unk> among the targets
     windows = val_windows(tokens, seq_len)
     result = evaluate(model, windows, table, batch_windows=max(1, batch_tokens // seq_len), device=dev,
                       autocast_dtype=eval_autocast_dtype(dev), progress=progress, seed=seed, samples=samples)
@@ -208,7 +208,9 @@ def score_artifact(artifact_path: Path, *, data: Path, tokenizer: Path, max_toke
         "command": "score", "artifact": str(artifact_path), "bytes_model": artifact.nbytes,
         "variant": artifact.meta["model"]["variant"], "quant": artifact.rule,
         "compressor": artifact.compressor, "seq_len": seq_len, "device": dev.type,
-        "tokens_per_s": result.tokens / max(result.seconds, 1e-9), **result.as_dict()}
+        "tokens_per_s": result.tokens / max(result.seconds, 1e-9), **result.as_dict(),
+        "official_rule_bytes": rule_difference.official_rule_bytes if rule_difference else result.bytes,
+        "byte_rule_note": rule_difference.note() if rule_difference else None}
     if audit:
         report["audit"] = dataclasses.asdict(audit_bytes(tokens, sp, table))
     return report

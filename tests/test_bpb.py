@@ -17,6 +17,8 @@ import torch
 from golf import bpb, embedded
 from golf.data import read_shard
 from golf.errors import GolfError
+from golf.spm_model import read_spec
+from golf.tokenizers import classify_tokenizer, normalized_texts
 
 BOS, EOS, PAD, UNK = 1, 2, 0, 3
 
@@ -114,20 +116,31 @@ def test_window_bytes_and_padded_vocab(sp):
 def test_all_docs_rule_equals_normalized_text_and_decode(sp, table, docs):
     assert len(docs) == 200
     encoded = sp.encode(docs)
+    normalized = normalized_texts(sp, read_spec(sp), docs)
     totals = [0, 0]
-    for i, (text, enc) in enumerate(zip(docs, encoded)):
+    for i, (text, enc) in enumerate(zip(normalized, encoded)):
         stream = torch.tensor([BOS] + enc)
         rule = int(bpb.target_bytes(table, stream[:-1], stream[1:]).sum())
-        normalized = bpb.normalized_text_bytes(sp, text)
-        decoded = len(sp.decode(enc).encode("utf-8"))
-        assert rule == normalized == decoded, f"doc {i}: rule {rule}, normalized {normalized}, decoded {decoded}"
+        decoded = sp.decode(enc)
+        assert decoded == text, f"doc {i} does not round-trip"
+        assert rule == len(text.encode()), f"doc {i}: rule {rule}, decoded {len(text.encode())}"
         totals[i >= 50] += rule
     assert totals == [351_287, 1_138_131]  # PROVENANCE.md: val docs 0-49, train docs 50-199
 
 
-def test_normalized_text_bytes_follows_nmt_nfkc(sp):
+def test_challenge_tokenizer_exact_table_is_the_official_rule(sp, table):
+    # golf scores with the exact table; for sp1024 it is build_sentencepiece_luts entry for entry.
+    official = bpb.build_byte_table(sp, rule="official")
+    assert bpb.same_table(table, official)
+    assert table.base_bytes.tolist() == official.base_bytes.tolist()
+    assert classify_tokenizer(sp).rule == "official"
+    with pytest.raises(GolfError, match="byte rule must be one of exact, official"):
+        bpb.build_byte_table(sp, rule="utf8")
+
+
+def test_normalized_texts_follow_nmt_nfkc(sp):
     # Ends stripped, whitespace runs (newlines, tabs, a literal "▁") collapse to one space; NFKC folds "ﬁ".
-    assert bpb.normalized_text_bytes(sp, "  Hello\n\nworld\t x ▁ é ﬁ ") == len("Hello world x é fi".encode())
+    assert normalized_texts(sp, read_spec(sp), ["  Hello\n\nworld\t x ▁ é ﬁ "]) == ["Hello world x é fi"]
 
 
 def test_audit_passes_on_embedded_val_shard(sp, table, val_stream):
@@ -198,12 +211,12 @@ def test_check_tokenizer_rejects_missing_space_piece(tmp_path):
     with pytest.raises(GolfError, match="▁"):
         bpb.build_byte_table(sp)
     # Why it matters: the space becomes <0xE2><0x96><0x81>, 3 bytes by the rule for 1 byte of text.
-    # sp.decode gives those bytes back as a literal "▁" (7 bytes), so only the re-normalized text
-    # (5 bytes, as normalized_text_bytes counts the input) exposes the inflation.
+    # sp.decode gives those bytes back as a literal "▁" (7 bytes): the audit reads it as the one
+    # space it stands for (5 bytes, the input's length), which exposes the inflation.
     table = bpb.build_byte_table(sp, check=False)
     enc = sp.encode("ab cd")
     assert sp.encode("ab cd", out_type=str)[1:4] == ["<0xE2>", "<0x96>", "<0x81>"]
-    assert len(sp.decode(enc).encode("utf-8")) == 7 and bpb.normalized_text_bytes(sp, "ab cd") == 5
+    assert len(sp.decode(enc).encode("utf-8")) == 7 and normalized_texts(sp, read_spec(sp), ["ab cd"]) == ["ab cd"]
     report = bpb.audit_bytes(torch.tensor([BOS] + enc + [BOS]), sp, table)
     assert not report.ok and (report.mismatches[0].table_bytes, report.mismatches[0].text_bytes) == (7, 5)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,10 +10,11 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from golf.corpus import build_shards, iter_documents, train_tokenizer
+from golf.corpus import CorpusAudit, build_shards, iter_documents, train_tokenizer
 from golf.data import read_shard
 from conftest import run_cli
 from golf.errors import GolfError
+from golf.tokenizers import classify_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path("/work/shared/data")
@@ -128,6 +130,50 @@ def test_build_shards_input_errors(tmp_path):
         build_shards(empty, empty, tmp_path / "out", num_val_docs=0, progress=False)
 
 
+def test_build_audits_every_document(tmp_path):
+    summary = build_shards([DOCS], TOKENIZER, tmp_path, num_val_docs=50, progress=False)
+    # The 200 documents decode back to their text; golf's count is the official rule's for sp1024.
+    assert summary["audit"] == {"docs": 200, "bytes": 351_287 + 1_138_131, "official_rule_bytes": 1_489_418,
+                                "rule": "official", "warnings": []}
+
+
+def no_fallback_tokenizer(path: Path) -> Path:
+    """A 512-piece BPE without byte fallback: characters it never saw become <unk>."""
+    texts = [json.loads(line)["text"] for line in DOCS.read_text(encoding="utf-8").splitlines()[:40]]
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_prefix=str(path), model_type="bpe",
+                                   vocab_size=512, byte_fallback=False, add_dummy_prefix=False, pad_id=0, bos_id=1,
+                                   eos_id=2, unk_id=3, minloglevel=2)
+    return path.with_suffix(".model")
+
+
+def test_build_refuses_unknown_tokens_and_keeps_old_shards(tmp_path):
+    tokenizer = no_fallback_tokenizer(tmp_path / "nofallback")
+    docs = write_jsonl(tmp_path / "docs.jsonl", ["plain text first", "then 日本語 and 🦜", "and ✓ ✓ again"])
+    out = tmp_path / "out"
+    build_shards(write_jsonl(tmp_path / "ok.jsonl", ["plain text", "more text"]), tokenizer, out,
+                 num_val_docs=1, progress=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(GolfError, match=r"documents 0\.\.2 hold \d+ <unk> tokens \(the first in document 1\).*"
+                                        r"byte-fallback tokenizer"):
+        build_shards(docs, tokenizer, out, num_val_docs=1, overwrite=True, progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing lost, nothing partial
+
+
+def test_corpus_audit_catches_ids_that_are_not_the_text_and_a_wrong_table():
+    sp = spm.SentencePieceProcessor(model_file=str(TOKENIZER))
+    audit = CorpusAudit(sp)
+    audit.add(["Hello world"], [sp.encode("Hello world")])
+    assert audit.summary() == {"docs": 1, "bytes": 11, "official_rule_bytes": 11, "rule": "official", "warnings": []}
+    with pytest.raises(GolfError, match=r"document 1 does not decode back to its text \(from character 6: "
+                                        r"'world' became 'there'\)"):
+        audit.add(["Hello world"], [sp.encode("Hello there")])
+    base = audit.table.base_bytes.clone()
+    base[4:260] = 3  # byte pieces worth 3 bytes
+    audit.table = dataclasses.replace(audit.table, base_bytes=base)
+    with pytest.raises(GolfError, match="document 1: the byte table credits 9 bytes but the text decodes to 5"):
+        audit.add(["é ok"], [sp.encode("é ok")])  # é is two byte pieces
+
+
 # --- tokenizer ------------------------------------------------------------------------------
 
 def test_train_tokenizer_official_settings(tmp_path):
@@ -141,6 +187,9 @@ def test_train_tokenizer_official_settings(tmp_path):
     assert len(sp.encode("2024")) == 4  # split_digits
     text = "Ünïcode ✓ 日本"
     assert sp.decode(sp.encode(text)) == text and sp.unk_id() not in sp.encode(text)
+    tokenizer_class = classify_tokenizer(sp)
+    assert tokenizer_class.spec.byte_fallback and tokenizer_class.rule == "official"
+    assert sorted(p.name for p in model.parent.iterdir()) == ["sp512.model", "sp512.vocab"]  # no staging files
     again = train_tokenizer(DOCS, tmp_path / "again", vocab_size=512, max_docs=40, progress=False)
     assert again.with_suffix(".vocab").read_bytes() == model.with_suffix(".vocab").read_bytes()
 
@@ -152,6 +201,14 @@ def test_train_tokenizer_errors_are_golf_errors(tmp_path):
     bad.write_text('{"text": "fine"}\nnot json\n', encoding="utf-8")
     with pytest.raises(GolfError, match=r"bad\.jsonl:2: bad JSON"):  # our error, not sentencepiece's
         train_tokenizer(bad, tmp_path / "t", vocab_size=300, progress=False)
+
+
+def test_train_tokenizer_refuses_a_tokenizer_it_cannot_count(tmp_path):
+    # Text without spaces gives no "▁" piece: spaces would be 3 byte-fallback bytes (issue #897).
+    docs = write_jsonl(tmp_path / "nospace.jsonl", ["abcabcabdabdab", "bcdbcdbcdaabb", "ddccbbaa"] * 20)
+    with pytest.raises(GolfError, match='the trained tokenizer has no standalone "▁" piece'):
+        train_tokenizer(docs, tmp_path / "tok" / "nospace", vocab_size=270, progress=False)
+    assert list((tmp_path / "tok").iterdir()) == []  # no model or vocab left behind
 
 
 # --- CLI ------------------------------------------------------------------------------------
@@ -166,10 +223,13 @@ def test_cli_build_and_tokenizer(tmp_path, capsys):
     with pytest.raises(GolfError, match="--force"):
         run_cli(argv)
     assert run_cli([*argv[:-1], "--force", "--no-progress"]) == 0
-    assert "148,343 tokens" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "148,343 tokens" in out
+    assert "byte audit: 200 docs decode back to their text, 1,489,418 bytes (exact; the official rule counts" in out
 
     prefix = tmp_path / "tok" / "mine"
     assert run_cli(["data", "tokenizer", str(DOCS), "--out", str(prefix), "--vocab-size", "512",
                     "--max-docs", "40", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result == {"model": f"{prefix}.model", "vocab": f"{prefix}.vocab", "vocab_size": 512}
+    assert result == {"model": f"{prefix}.model", "vocab": f"{prefix}.vocab", "vocab_size": 512,
+                      "byte_rule": "official"}

@@ -22,14 +22,20 @@ Each document becomes [BOS] + its token ids (no EOS), in input order. The first 
 documents form fineweb_val_*.bin, the rest fineweb_train_*.bin; shards hold at most
 --shard-tokens tokens and a document may straddle two shards, as in the official export.
 DOCS are .jsonl files (one {"text": ...} object per line), .txt files (one document each), or
-folders of those (sorted by name)."""
+folders of those (sorted by name).
+
+Every build runs the byte audit: each document is decoded back and must give its (normalized)
+text, with the byte table crediting exactly its UTF-8 length. A document holding <unk> or one
+that does not round-trip stops the build with one line, before any shard is written; old
+shards stay untouched. Where golf's exact count differs from the official rule, both are shown."""
 
 TOKENIZER_EPILOG = """examples:
   golf data tokenizer docs.jsonl --out tokenizers/fineweb_4096_bpe --vocab-size 4096
   golf data tokenizer docs_selected.jsonl --out tok/sp8192 --vocab-size 8192 --max-docs 5000000
 
-Trains a SentencePiece BPE with the challenge's settings (byte fallback, split digits, nmt_nfkc,
-no dummy prefix, pad/bos/eos/unk = 0/1/2/3) and writes PREFIX.model and PREFIX.vocab. Then
+Trains a SentencePiece BPE with the challenge's settings (byte fallback, always: no character
+becomes <unk>; split digits, nmt_nfkc, no dummy prefix, pad/bos/eos/unk = 0/1/2/3) and writes
+PREFIX.model and PREFIX.vocab, only if golf can count its bytes exactly. Then
 `golf data build DOCS --tokenizer PREFIX.model ...` makes shards with it. Documents longer than
 sentencepiece's max_sentence_length (4192 bytes) are skipped by its trainer, as officially."""
 
@@ -47,9 +53,13 @@ are skipped, so an interrupted fetch can simply be re-run."""
 INFO_EPILOG = """examples:
   golf data info data/datasets/fineweb10B_sp1024
   golf data info 'data/datasets/fineweb10B_sp1024/fineweb_val_*.bin' --vocab-size 1024 --json
+  golf data info --tokenizer tok/sp8192.model          # how golf counts this tokenizer's bytes
 
 Checks every shard's header and size (cheap); with --vocab-size also reads every token and
-checks ids are below it. Exit code 1 if any shard is bad."""
+checks ids are below it. --tokenizer classifies a SentencePiece model (normalizer, whitespace
+handling, fallback, piece types) and says which byte rule applies: the official rule (exact
+for it), golf's exact count (where the official rule would miscount, and why), or a refusal.
+Exit code 1 if any shard is bad or the tokenizer is refused. See docs/tokenizers.md."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -94,7 +104,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
     i = dsub.add_parser("info", help="list shards with token counts and validate them",
                         description="List and validate token shards.", epilog=INFO_EPILOG, formatter_class=RAW)
-    i.add_argument("path", help="a shard, a folder of fineweb_*.bin shards, or a glob")
+    i.add_argument("path", nargs="?", help="a shard, a folder of fineweb_*.bin shards, or a glob")
+    i.add_argument("--tokenizer", default=None, metavar="MODEL",
+                   help="also classify this sentencepiece .model ('embedded' = golf's sp1024)")
     i.add_argument("--vocab-size", type=int, default=None, help="also check every token id is below this")
     i.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     i.set_defaults(func=run_info)
@@ -133,20 +145,36 @@ def run_build(args: argparse.Namespace) -> int:
             print(f"{split:5} {s['docs']:>9,} docs {s['tokens']:>14,} tokens {s['shards']:>4} shards")
         print(f"wrote {args.out} with {summary['tokenizer']} (vocab {summary['vocab_size']}, "
               f"sha256 {summary['tokenizer_sha256'][:16]})")
+        print(audit_line(summary["audit"]))
+        for warning in summary["audit"]["warnings"]:
+            print(f"warning: {warning}")
     return 0
+
+
+def audit_line(audit: dict[str, Any]) -> str:
+    line = f"byte audit: {audit['docs']:,} docs decode back to their text, {audit['bytes']:,} bytes"
+    if audit["official_rule_bytes"] == audit["bytes"]:
+        return line + " (exact; the official rule counts the same)"
+    change = 100 * (audit["official_rule_bytes"] / audit["bytes"] - 1)
+    return line + (f" (exact; the official rule would count {audit['official_rule_bytes']:,}, {change:+.3f}%, "
+                   "so golf scores with the exact count)")
 
 
 def run_tokenizer(args: argparse.Namespace) -> int:
     from golf.bpb import load_tokenizer
     from golf.corpus import train_tokenizer
+    from golf.tokenizers import classify_tokenizer
 
     model = train_tokenizer(args.docs, args.out, vocab_size=args.vocab_size, max_docs=args.max_docs,
                             progress=_progress(args))
-    vocab = load_tokenizer(model).vocab_size()
+    sp = load_tokenizer(model)
+    rule = classify_tokenizer(sp).rule
     if args.json:
-        emit_json({"model": str(model), "vocab": str(model.with_suffix(".vocab")), "vocab_size": vocab})
+        emit_json({"model": str(model), "vocab": str(model.with_suffix(".vocab")), "vocab_size": sp.vocab_size(),
+                   "byte_rule": rule})
     else:
-        print(f"wrote {model} and {model.with_suffix('.vocab')} ({vocab} pieces)")
+        print(f"wrote {model} and {model.with_suffix('.vocab')} ({sp.vocab_size()} pieces, byte fallback, "
+              f"bytes counted by the {rule} rule)")
     return 0
 
 
@@ -165,28 +193,84 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_info(args: argparse.Namespace) -> int:
+    from golf.errors import GolfError
+
+    if args.path is None and args.tokenizer is None:
+        raise GolfError("golf data info needs a shard path, --tokenizer MODEL, or both")
+    report: dict[str, Any] = {}
+    if args.tokenizer is not None:
+        report["tokenizer"] = _tokenizer_info(args.tokenizer)
+    if args.path is not None:
+        report.update(_shards_info(args.path, args.vocab_size))
+    report["ok"] = report.get("tokenizer", {}).get("rule") != "refused" and all(
+        s["ok"] for s in report.get("shards", []))
+    if args.json:
+        emit_json(report)
+    else:
+        if "tokenizer" in report:
+            print("\n".join(describe_tokenizer(report["tokenizer"])))
+        if "shards" in report:
+            _print_shards(report)
+    return 0 if report["ok"] else 1
+
+
+def _tokenizer_info(name: str) -> dict[str, Any]:
+    from golf import embedded
+    from golf.bpb import load_tokenizer
+    from golf.tokenizers import classify_tokenizer
+
+    path = embedded.tokenizer_path() if name == "embedded" else Path(name)
+    return {"path": str(path), "sha256": embedded.file_sha256(path),
+            **classify_tokenizer(load_tokenizer(path)).as_dict()}
+
+
+def describe_tokenizer(t: dict[str, Any]) -> list[str]:
+    """The classification of `golf data info --tokenizer`, one aspect per line."""
+    pieces = ", ".join(f"{n:,} {kind.replace('_', '-')}" for kind, n in t["pieces"].items())
+    on = {True: "on", False: "off"}
+    lines = [
+        f"tokenizer   {t['path']} (sha256 {t['sha256'][:16]})",
+        f"model       {t['model_type']}, {t['vocab_size']:,} pieces: {pieces}",
+        f"normalizer  {t['normalizer']}, remove_extra_whitespaces {on[t['remove_extra_whitespaces']]}, "
+        f"add_dummy_prefix {on[t['add_dummy_prefix']]}, escape_whitespaces {on[t['escape_whitespaces']]}",
+        f"whitespace  '▁' {'ends' if t['treat_whitespace_as_suffix'] else 'starts'} pieces, split_by_whitespace "
+        f"{on[t['split_by_whitespace']]}, {t['inner_space_pieces']:,} pieces with a '▁' besides a leading one",
+        "fallback    " + ("byte fallback: characters outside the alphabet are <0xNN> byte pieces" if t["byte_fallback"]
+                          else "no byte fallback: characters outside the alphabet become <unk>, and scored data "
+                               "holding <unk> is refused"),
+    ]
+    lines += [f"warning     {warning}" for warning in t["warnings"]]
+    if t["rule"] == "refused":
+        return [*lines, f"bytes       REFUSED: {t['refusal']}"]
+    if t["rule"] == "official":
+        return [*lines, "bytes       exact; golf's table equals the official rule (build_sentencepiece_luts)"]
+    return [*lines, "bytes       exact, by golf's table; the official rule (build_sentencepiece_luts) miscounts:",
+            *(f"              - {why}" for why in t["differences"])]
+
+
+def _shards_info(path: str, vocab_size: int | None) -> dict[str, Any]:
     from golf.data import read_shard, shard_token_count
     from golf.errors import GolfError
 
     shards = []
-    for path in _info_files(args.path):
+    for shard in _info_files(path):
         try:
-            tokens = (len(read_shard(path, args.vocab_size)) if args.vocab_size is not None
-                      else shard_token_count(path))
-            shards.append({"path": str(path), "tokens": tokens, "ok": True, "error": None})
+            tokens = len(read_shard(shard, vocab_size)) if vocab_size is not None else shard_token_count(shard)
+            shards.append({"path": str(shard), "tokens": tokens, "ok": True, "error": None})
         except GolfError as exc:
-            shards.append({"path": str(path), "tokens": None, "ok": False, "error": str(exc)})
-    ok = all(s["ok"] for s in shards)
+            shards.append({"path": str(shard), "tokens": None, "ok": False, "error": str(exc)})
     totals = {split: sum(s["tokens"] or 0 for s in shards if Path(s["path"]).name.startswith(f"fineweb_{split}_"))
               for split in ("val", "train")}
-    if args.json:
-        emit_json({"shards": shards, "tokens": totals, "ok": ok})
-    else:
-        for s in shards:
-            print(f"{s['tokens']:>14,}  {s['path']}" if s["ok"] else f"{'BAD':>14}  {s['error']}")
-        print(f"{len(shards)} shards, val {totals['val']:,} tokens, train {totals['train']:,} tokens"
-              + ("" if ok else f", {sum(not s['ok'] for s in shards)} BAD"))
-    return 0 if ok else 1
+    return {"shards": shards, "tokens": totals}
+
+
+def _print_shards(report: dict[str, Any]) -> None:
+    shards, totals = report["shards"], report["tokens"]
+    for s in shards:
+        print(f"{s['tokens']:>14,}  {s['path']}" if s["ok"] else f"{'BAD':>14}  {s['error']}")
+    bad = sum(not s["ok"] for s in shards)
+    print(f"{len(shards)} shards, val {totals['val']:,} tokens, train {totals['train']:,} tokens"
+          + (f", {bad} BAD" if bad else ""))
 
 
 def _info_files(path: str) -> list[Path]:

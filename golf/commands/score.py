@@ -128,6 +128,8 @@ def print_report(r: dict) -> None:
         print(f"monte carlo seed {r['seed']}, {r['samples']} sample(s) per window (same seed, same number)")
     print(f"tokens     {r['tokens']:,}  bytes {r['bytes']:,}  ({r['implied_bytes_per_token']:.3f} bytes/token, "
           f"seq_len {r['seq_len']})")
+    if r.get("byte_rule_note"):
+        print(f"note       {r['byte_rule_note']}")
     print(f"seconds    {r['seconds']:.2f} ({r['tokens_per_s']:,.0f} tokens/s on {r['device']})")
     audit = r.get("audit")
     if audit is not None:
