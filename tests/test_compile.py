@@ -269,12 +269,14 @@ def test_compiled_trainer_with_warmup_starts_its_timed_run_exactly_where_an_unco
     eager_dir, eager_events = probe_run(tmp_path, "eager", COMPILE="0", WARMUP_STEPS="0")
     log = (compiled_dir / "train.log").read_text()
     assert "precision:gpu train_autocast:torch.bfloat16 eval_autocast:torch.bfloat16 compile:1" in log
-    assert f"warmup_step:{WARMUP}/{WARMUP}" in log and "warmup_step" not in (eager_dir / "train.log").read_text()
+    assert f"warmup_step:{WARMUP}/{WARMUP}" in log and "warmup_step:" not in (eager_dir / "train.log").read_text()
 
     val = load_val_tokens(find_shards(embedded.shards_dir(), "val"), 64, max_tokens=32768, vocab_size=1024)
     val_digests = set(window_digests(val_windows(val, 64)))
     for rank, rank_events in events.items():
-        first_reset = next(i for i, e in enumerate(rank_events) if e["kind"] == "load")
+        resets = [i for i, e in enumerate(rank_events) if e["kind"] == "load"]
+        assert resets, f"rank {rank}: no optimizer was reset after the warm-up"
+        first_reset = resets[0]
         warmup, timed = rank_events[:first_reset], rank_events[first_reset:]
         # The warm-up fed the model the first WARMUP steps of the train stream, and nothing else:
         # no scoring, no validation window.
@@ -284,15 +286,14 @@ def test_compiled_trainer_with_warmup_starts_its_timed_run_exactly_where_an_unco
         assert not set(warm_windows) & val_digests
         # The reset: every optimizer loaded its fresh state, and its first timed step starts from it.
         warm_steps = [e for e in warmup if e["kind"] == "step"]
-        fresh = {e["optimizer"]: e for e in warm_steps[:len(warm_steps) // WARMUP]}
-        assert all(e["state_len"] == 0 for e in fresh.values())
-        assert any(e["state_len"] > 0 for e in warm_steps[len(fresh):])  # the warm-up made state
+        n_opt = len(warm_steps) // WARMUP  # each step, every optimizer in the trainer's order
+        fresh = warm_steps[:n_opt]
+        assert all(e["state_len"] == 0 for e in fresh)
+        assert any(e["state_len"] > 0 for e in warm_steps[n_opt:])  # the warm-up did make state
         loads = [e for e in timed if e["kind"] == "load"]
-        assert len(loads) == len(fresh)
-        for e in loads:
-            assert (e["state_len"], e["state"], e["groups"]) == (0, fresh[e["optimizer"]]["state"],
-                                                                 fresh[e["optimizer"]]["groups"])
-        first_steps = [e for e in timed if e["kind"] == "step"][:len(fresh)]
+        assert [(e["optimizer"], e["state_len"], e["state"], e["groups"]) for e in loads] == \
+            [(e["optimizer"], 0, e["state"], e["groups"]) for e in fresh]
+        first_steps = [e for e in timed if e["kind"] == "step"][:n_opt]
         assert all(e["state_len"] == 0 for e in first_steps)
         # The timed run's first batch is the stream's first, on the initial weights, as in the eager run.
         first_train = next(e for e in timed if e["kind"] == "train")

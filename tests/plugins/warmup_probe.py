@@ -16,6 +16,7 @@ import os
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from golf.models.ar import GPT
 
@@ -58,5 +59,5 @@ def load_state_dict(self, state_dict):
 DistributedDataParallel.forward = ddp_forward
 GPT.score = score
 torch.optim.Optimizer.load_state_dict = load_state_dict
-torch.optim.optimizer.register_optimizer_step_pre_hook(
+register_optimizer_step_pre_hook(
     lambda opt, args, kwargs: record(kind="step", **optimizer_state(opt)))
