@@ -70,10 +70,11 @@ def main() -> int:
               "model": {k: COMMON[k] for k in ("NUM_LAYERS", "MODEL_DIM", "NUM_HEADS", "NUM_KV_HEADS",
                                                "TRAIN_SEQ_LEN", "TRAIN_BATCH_TOKENS")},
               "rows": rows}
-    print(json.dumps(report, indent=2))
+    text = json.dumps(report, indent=2) + "\n"
+    sys.stdout.write(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+        args.out.write_text(text)
     return 0
 
 

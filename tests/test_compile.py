@@ -30,6 +30,7 @@ from golf.launch import train_env
 from golf.models.base import LanguageModel, ScoreOutput
 from golf.optim import Muon
 from golf.precision import apply_dtype_policy, eval_autocast, resolve_precision, train_autocast
+from golf.qat import enable_qat
 from golf.warmup import warm_up_and_reset
 
 PLUGINS = REPO / "tests" / "plugins"
@@ -61,6 +62,14 @@ def assert_family_compiles(name: str, precision: str, backend: str) -> dict:
 def test_every_family_compiles_fullgraph_without_recompiling(name, precision):
     times = assert_family_compiles(name, precision, "aot_eager")
     assert {"loss_compile_s", "loss_step_s", "score_compile_s", "score_step_s"} <= set(times)
+
+
+def test_a_model_under_qat_compiles_fullgraph_without_recompiling():
+    # QAT_START_FRAC turns fake quantization on mid-run: the compiled step recompiles once then, and
+    # the rounding (each scheme's fake_quantizer, straight-through) must not break the graph.
+    model = tiny_model("ar", "gpu")
+    assert enable_qat(model, "emb=int4g32,attn=int6,mlp=int5", model.checked_roles()) == 19  # 6 linears × 3 blocks + the embedding
+    check_compiles(model, batches(model), backend="aot_eager", autocast_dtype=torch.bfloat16)
 
 
 @pytest.mark.slow
