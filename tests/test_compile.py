@@ -23,12 +23,12 @@ import torch.nn.functional as F
 
 from conftest import REPO, TINY_TRAIN_ENV, read_result, run_trainer
 from golf import embedded, models
-from golf.compile import CompileCheckError, check_compiles, resolve_compile
+from golf.compile import CompileCheckError, check_compiles, newton_schulz, resolve_compile
 from golf.data import DistributedTokenLoader, find_shards, load_val_tokens, val_windows
 from golf.errors import GolfError
 from golf.launch import train_env
 from golf.models.base import LanguageModel, ScoreOutput
-from golf.optim import Muon
+from golf.optim import Muon, zeropower_via_newtonschulz5
 from golf.precision import apply_dtype_policy, eval_autocast, resolve_precision, train_autocast
 from golf.qat import enable_qat
 from golf.warmup import warm_up_and_reset
@@ -169,6 +169,9 @@ def test_compile_and_precision_settings():
     cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
     assert [resolve_compile(s, cpu) for s in ("auto", "1", "0")] == [False, True, False]
     assert [resolve_compile(s, cuda) for s in ("auto", "1", "0")] == [True, True, False]
+    # Muon's Newton–Schulz is compiled exactly when the model is.
+    assert newton_schulz(True)._torchdynamo_orig_callable is zeropower_via_newtonschulz5
+    assert newton_schulz(False) is zeropower_via_newtonschulz5
     assert [resolve_precision(s, cpu) for s in ("auto", "gpu", "cpu")] == ["cpu", "gpu", "cpu"]
     assert resolve_precision("auto", cuda) == "gpu"
     assert train_autocast("auto", "gpu") is torch.bfloat16 and train_autocast("off", "gpu") is None
