@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 from conftest import REPO, TINY_TRAIN_ENV, read_result, run_trainer
 from golf import embedded, models
-from golf.compile import CompileCheckError, check_compiles, newton_schulz, resolve_compile
+from golf.compile import newton_schulz, resolve_compile
+from golf.compile_check import CompileCheckError, check_compiles
 from golf.data import DistributedTokenLoader, find_shards, load_val_tokens, val_windows
 from golf.errors import GolfError
 from golf.launch import train_env
