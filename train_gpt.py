@@ -18,7 +18,6 @@ the code size logged below is that script's size, so the log's totals are what a
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import math
@@ -44,11 +43,14 @@ from golf import embedded, models, presets, selfcontained
 from golf.bpb import load_tokenizer, scoring_table
 from golf.data import DistributedTokenLoader, find_shards, load_val_tokens, val_windows
 from golf.calibrate import collect_hessians
+from golf.compile import compile_model, newton_schulz, resolve_compile
 from golf.challenge import CAP_BYTES, TRAIN_SECONDS
 from golf.ema import WeightEMA
-from golf.optim import Muon, zeropower_via_newtonschulz5
+from golf.optim import Muon
+from golf.precision import apply_dtype_policy, eval_autocast, resolve_precision, train_autocast
 from golf.qat import enable_qat
-from golf.score import check_vocab, eval_autocast_dtype, evaluate, model_from_artifact
+from golf.score import check_vocab, evaluate, model_from_artifact
+from golf.warmup import warm_up_and_reset
 
 # -----------------------------------------------------------------------------
 # HYPERPARAMETERS
@@ -139,6 +141,8 @@ class Hyperparameters:
     eval_samples = _env("EVAL_SAMPLES", 1, int)      # Monte Carlo estimates per val window (bound scores)
     device = _env("DEVICE", "auto")                  # auto | cuda | cpu
     autocast = _env("AUTOCAST", "auto")              # training matmul dtype: auto | bf16 | off
+    compile = _env("COMPILE", "auto")                # torch.compile + warm-up: auto (CUDA only) | 1 | 0
+    precision = _env("PRECISION", "auto")            # dtype policy: auto | gpu (official bf16) | cpu (fp32)
 
     # Frontier training options (golf additions; off by default = the baseline).
     ema_decay = _env("EMA_DECAY", 0.0, float)        # >0: score and ship an EMA of the weights
@@ -195,19 +199,6 @@ class Runtime:
     @property
     def cuda(self) -> bool:
         return self.device.type == "cuda"
-
-    def train_autocast(self, setting: str) -> torch.dtype | None:
-        """bf16 autocast for training: always on GPU (official), on CPU where it has native bf16
-        (AVX512-BF16/AMX: ~1.4x the fp32 speed), else fp32. Evaluation always follows
-        golf.score.eval_autocast_dtype, so scores do not depend on this choice."""
-        if setting not in ("auto", "bf16", "off"):
-            raise SystemExit(f"train_gpt.py: AUTOCAST must be auto, bf16 or off, not {setting!r}")
-        if setting == "off":
-            return None
-        if setting == "bf16" or self.cuda:
-            return torch.bfloat16
-        native = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)()
-        return torch.bfloat16 if native else None
 
     def log0(self, msg: str, console: bool = True) -> None:
         if not self.is_main:
@@ -295,25 +286,18 @@ def resolve_data(args: Hyperparameters) -> tuple[Path, Path]:
 # -----------------------------------------------------------------------------
 # Why Muon + Adam: the official split. Muon orthogonalises the momentum of every 2-D block
 # matrix; Adam handles the embedding (its own LR, higher when untied), an untied head and the
-# small control tensors. No weight decay anywhere, as in the baseline. On GPU the model runs
-# in bf16 (linear weights and control tensors stay fp32, as official) under torch.compile.
+# small control tensors. No weight decay anywhere, as in the baseline. Under PRECISION=gpu (the
+# default on GPU, and possible anywhere so CPU tests run its casts) the model is bf16 with its
+# linear weights and control tensors in fp32, as official (golf.precision).
 
 
-def build_model(args: Hyperparameters, rt: Runtime) -> tuple[models.LanguageModel, dict[str, str]]:
+def build_model(args: Hyperparameters, rt: Runtime, precision: str) -> tuple[models.LanguageModel, dict[str, str]]:
     """The variant and its tensor roles (checked: every saved tensor has one), which decide the
-    optimizer split, the quantization groups and, on GPU, which tensors stay fp32."""
+    optimizer split, the quantization groups and, under PRECISION=gpu, which tensors stay fp32."""
     config = models.config_from_env(args.model, os.environ)
     model = models.build(args.model, config).to(rt.device)
     roles = model.checked_roles()
-    if rt.cuda:
-        model = model.bfloat16()
-        for module in model.modules():  # matmul weights stay fp32 and are cast per use
-            if isinstance(module, torch.nn.Linear):
-                module.float()
-        for name, param in model.named_parameters():  # vectors and control tensors stay fp32
-            if param.ndim < 2 or roles[name] == "control":
-                param.data = param.data.float()
-    return model, roles
+    return apply_dtype_policy(model, roles, precision), roles
 
 
 def embed_lr(args: Hyperparameters, model: models.LanguageModel) -> float:
@@ -323,7 +307,7 @@ def embed_lr(args: Hyperparameters, model: models.LanguageModel) -> float:
 
 
 def build_optimizers(args: Hyperparameters, model: models.LanguageModel, rt: Runtime,
-                     train_dtype: torch.dtype | None) -> list:
+                     train_dtype: torch.dtype | None, compiled: bool) -> list:
     groups = model.param_groups()
     adam_kw = dict(betas=(args.beta1, args.beta2), eps=args.adam_eps, fused=rt.cuda)
 
@@ -336,7 +320,7 @@ def build_optimizers(args: Hyperparameters, model: models.LanguageModel, rt: Run
     muon = Muon(groups["matrix"], lr=args.matrix_lr, momentum=args.muon_momentum,
                 backend_steps=args.muon_backend_steps,
                 ns_dtype=train_dtype or torch.float32,
-                orthogonalize=torch.compile(zeropower_via_newtonschulz5) if rt.cuda else zeropower_via_newtonschulz5,
+                orthogonalize=newton_schulz(compiled),
                 row_norm=bool(args.muon_row_norm), polar_express=bool(args.muon_polar_express),
                 weight_decay=args.muon_weight_decay)
     for group in muon.param_groups:
@@ -445,6 +429,8 @@ def _tag(text: str) -> str:
 def main() -> None:
     args = Hyperparameters()
     rt = Runtime(args)
+    precision = resolve_precision(args.precision, rt.device)
+    compiled = resolve_compile(args.compile, rt.device)
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
@@ -459,7 +445,7 @@ def main() -> None:
     # Tokenizer, byte table and data.
     sp = load_tokenizer(tok_path)
     tok_sha = embedded.file_sha256(tok_path)
-    model, roles = build_model(args, rt)
+    model, roles = build_model(args, rt, precision)
     rule.check_roles(roles)  # a rule group naming no tensor of this model (a typo) fails now too
     # The tokenizer's ids are the data's; any further model ids are reserved (never data, 0 bytes).
     vocab = sp.vocab_size()
@@ -470,9 +456,9 @@ def main() -> None:
     table, rule_difference = scoring_table(sp, val_tokens, model.vocab_size)  # refuses <unk> before training
     windows = val_windows(val_tokens, args.train_seq_len)
     val_batch_windows = max(1, args.val_batch_size // (rt.world_size * grad_accum) // args.train_seq_len)
-    eval_dtype = eval_autocast_dtype(rt.device)
+    eval_dtype = eval_autocast(precision)
     meta = artifact_meta(args, model, tok_path, tok_sha, vocab, val_batch_windows)
-    train_dtype = rt.train_autocast(args.autocast)
+    train_dtype = train_autocast(args.autocast, precision)
 
     code = selfcontained.running_code(Path(__file__))
     log_environment(rt, args, code)
@@ -484,7 +470,7 @@ def main() -> None:
     rt.log0(f"model:{args.model} model_params:{sum(p.numel() for p in model.parameters())} "
             f"config:{json.dumps(model.config_dict(), sort_keys=True)}")
     rt.log0(f"world_size:{rt.world_size} grad_accum_steps:{grad_accum} device:{rt.device} "
-            f"train_autocast:{train_dtype} eval_autocast:{eval_dtype}")
+            f"precision:{precision} train_autocast:{train_dtype} eval_autocast:{eval_dtype} compile:{int(compiled)}")
     rt.log0(f"train_batch_tokens:{args.train_batch_tokens} train_seq_len:{args.train_seq_len} "
             f"iterations:{args.iterations} warmup_steps:{args.warmup_steps} "
             f"max_wallclock_seconds:{args.max_wallclock_seconds:.3f} warmdown_iters:{args.warmdown_iters} "
@@ -497,12 +483,13 @@ def main() -> None:
     rt.log0(f"embed_lr:{embed_lr(args, model)} "
             f"head_lr:{args.head_lr} matrix_lr:{args.matrix_lr} scalar_lr:{args.scalar_lr} seed:{args.seed}")
 
-    # Compile and wrap. On CPU there is no compile, so no compile warm-up either.
-    trained_model = torch.compile(model, dynamic=False, fullgraph=True) if rt.cuda else model
+    # Compile and wrap: the same code on every device (COMPILE=auto compiles on CUDA only). A
+    # compiled run primes its graphs on WARMUP_STEPS real steps below, which are then undone.
+    trained_model = compile_model(model) if compiled else model
     if rt.distributed:
         trained_model = DDP(trained_model, device_ids=[rt.local_rank] if rt.cuda else None,
                             broadcast_buffers=False)
-    optimizers = build_optimizers(args, model, rt, train_dtype)
+    optimizers = build_optimizers(args, model, rt, train_dtype, compiled)
     muon = next(opt for opt in optimizers if isinstance(opt, Muon))
 
     def make_loader() -> DistributedTokenLoader:
@@ -526,21 +513,22 @@ def main() -> None:
             opt.zero_grad(set_to_none=True)
 
     loader = make_loader()
-    if rt.cuda and args.warmup_steps > 0:
-        # Prime torch.compile on real steps, then restore the true initial state: the timed run
-        # starts from the same weights, optimizer state and data as an uncompiled one would.
-        initial_model = copy.deepcopy(model.state_dict())
-        initial_opts = [copy.deepcopy(opt.state_dict()) for opt in optimizers]
-        for warm in range(args.warmup_steps):
+    if compiled and args.warmup_steps > 0:
+        # Prime torch.compile on real train steps, then restore the true initial state (weights,
+        # optimizer state, RNG) and restart the loader: the timed run starts as an uncompiled one.
+        def warmup_step() -> None:
             run_micro_steps(loader)
             for opt in optimizers:
                 opt.step()
             zero_grad()
-            rt.log0(f"warmup_step:{warm + 1}/{args.warmup_steps}")
-        model.load_state_dict(initial_model)
-        for opt, state in zip(optimizers, initial_opts):
-            opt.load_state_dict(state)
-        zero_grad()
+            rt.sync()
+
+        def log_warmup(step: int, ms: float) -> None:
+            rt.log0(f"warmup_step:{step}/{args.warmup_steps} time:{ms:.0f}ms")
+            rt.metric(kind="warmup", step=step, time_ms=round(ms))
+
+        warmup_ms = warm_up_and_reset(model, optimizers, args.warmup_steps, warmup_step, log_warmup)
+        rt.log0(f"warmup:done steps:{args.warmup_steps} time:{warmup_ms:.0f}ms (not counted as train time)")
         loader = make_loader()
 
     def validate(scored_model: models.LanguageModel):
@@ -618,6 +606,10 @@ def main() -> None:
         if stop_after is None and rt.any_true(cap_ms is not None and approx_ms >= cap_ms):
             stop_after = step
 
+    # Training is over: free the DDP wrapper while the process group still exists. If its reducer
+    # held the group's last reference at exit, the gloo group's destructor would join its threads
+    # holding the GIL, and can deadlock (seen under COMPILE=1 on CPU).
+    del trained_model
     peak = (torch.cuda.max_memory_allocated() // 2**20 if rt.cuda
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
     rt.log0(f"peak memory {'allocated' if rt.cuda else 'rss'}: {peak} MiB")

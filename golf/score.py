@@ -40,6 +40,7 @@ from golf.data import find_shards, load_val_tokens, rank_slice, val_windows
 from golf.embedded import file_sha256
 from golf.errors import GolfError
 from golf.models.base import LanguageModel
+from golf.precision import eval_autocast, resolve_precision
 from quant import read_artifact
 
 LN2 = math.log(2.0)
@@ -129,9 +130,9 @@ def evaluate(model: LanguageModel, windows: torch.Tensor, table: ByteTable, *,
 
 
 def eval_autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bf16 on GPU, as the official eval; fp32 on CPU. The trainer's final roundtrip and
-    `golf score` both use this, so on the same device they compute the same number."""
-    return torch.bfloat16 if device.type == "cuda" else None
+    """bf16 on GPU, as the official eval; fp32 on CPU: the default PRECISION's (golf.precision), so
+    `golf score` computes the trainer's final roundtrip number on the same device."""
+    return eval_autocast(resolve_precision("auto", device))
 
 
 def model_from_artifact(meta: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> LanguageModel:

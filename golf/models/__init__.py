@@ -55,6 +55,11 @@ def config_class(name: str) -> type:
     return _lookup(name)[1]
 
 
+def tiny_config(name: str) -> Any:
+    """Variant `name`'s small test config (its class's `tiny_config()`), e.g. for the compile check."""
+    return _lookup(name)[0].tiny_config()
+
+
 def make_config(name: str, values: Mapping[str, Any]) -> Any:
     """Build `name`'s config from a dict (e.g. an artifact manifest); unknown keys are an error."""
     cls = config_class(name)

@@ -87,6 +87,11 @@ class GPT(LanguageModel):
             # A small init keeps early tied logits near zero, so the first steps are not noise.
             nn.init.normal_(self.tok_emb.weight, mean=0.0, std=c.tied_embed_init_std)
 
+    @classmethod
+    def tiny_config(cls) -> ARConfig:
+        # 3 layers: an odd count, so the U-Net has an unpaired middle block; GQA with 2 KV heads.
+        return ARConfig(vocab_size=64, num_layers=3, model_dim=32, num_heads=4, num_kv_heads=2)
+
     def tensor_roles(self) -> dict[str, str]:
         roles = {"tok_emb.weight": "emb", "skip_weights": "control"}
         if self.smear is not None:

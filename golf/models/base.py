@@ -50,6 +50,13 @@ class LanguageModel(nn.Module):
         super().__init__()
         self.config = config
 
+    @classmethod
+    def tiny_config(cls) -> Any:
+        """A config of this family small enough to build and compile in seconds, shaped like the real
+        one (same code paths: several layers, more than one head, a reserved id if the family has
+        one). Every registered family gives one: tests/test_compile.py compiles each from it."""
+        raise NotImplementedError(f"model family {cls.variant!r} gives no tiny_config()")
+
     @property
     def vocab_size(self) -> int:
         """Every id the model knows: the tokenizer's plus any reserved ones (a family with a mask id

@@ -83,24 +83,23 @@ BASELINE = BlockOptions()
 
 
 class Rotary(nn.Module):
-    """Rotary position embedding tables (half-split over `head_dim` dims), cached per length."""
+    """Rotary position embedding tables (half-split over `head_dim` dims), computed per call.
+
+    No cache on purpose: a Python-side cache is state torch.compile guards on, so the first call
+    (empty cache) and the second (filled) would compile two graphs; the tables cost one small outer
+    product per layer, which the compiled graph fuses."""
 
     def __init__(self, head_dim: int, base: float) -> None:
         super().__init__()
         # Not a buffer: a buffer would be cast to bf16 with the model, and bf16 positions round
         # off beyond 256. The tables are always built in fp32.
         self.inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
-        self._cache: tuple[int, torch.device, torch.Tensor, torch.Tensor] | None = None
 
     def forward(self, start: int, length: int, device: torch.device,
                 dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        end = start + length
-        if self._cache is None or self._cache[0] < end or self._cache[1] != device:
-            positions = torch.arange(end, dtype=torch.float32, device=device)
-            freqs = torch.outer(positions, self.inv_freq.to(device))
-            self._cache = (end, device, freqs.cos()[None, None], freqs.sin()[None, None])
-        _, _, cos, sin = self._cache
-        return cos[:, :, start:end].to(dtype), sin[:, :, start:end].to(dtype)
+        positions = torch.arange(start, start + length, dtype=torch.float32, device=device)
+        freqs = torch.outer(positions, self.inv_freq.to(device))
+        return freqs.cos()[None, None].to(dtype), freqs.sin()[None, None].to(dtype)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,10 @@ class ToyBits(LanguageModel):
         self.gain = nn.Parameter(torch.ones(d))
         nn.init.normal_(self.tok_emb.weight, std=0.02)
 
+    @classmethod
+    def tiny_config(cls) -> ToyBitsConfig:
+        return ToyBitsConfig(vocab_size=64, model_dim=16)
+
     @property
     def vocab_size(self) -> int:
         return self.config.vocab_size + 1
