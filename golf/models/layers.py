@@ -67,9 +67,12 @@ class Rotary(nn.Module):
                 dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         end = start + length
         if self._cache is None or self._cache[0] < end or self._cache[1] != device:
-            positions = torch.arange(end, dtype=torch.float32, device=device)
-            freqs = torch.outer(positions, self.inv_freq.to(device))
-            self._cache = (end, device, freqs.cos()[None, None], freqs.sin()[None, None])
+            # Normal tensors even when first built under inference_mode (an evaluation before any
+            # training step): training would otherwise refuse to save them for backward.
+            with torch.inference_mode(False):
+                positions = torch.arange(end, dtype=torch.float32, device=device)
+                freqs = torch.outer(positions, self.inv_freq.to(device))
+                self._cache = (end, device, freqs.cos()[None, None], freqs.sin()[None, None])
         _, _, cos, sin = self._cache
         return cos[:, :, start:end].to(dtype), sin[:, :, start:end].to(dtype)
 
