@@ -40,41 +40,32 @@ from torch import nn
 from golf.errors import GolfError
 from golf.models import register
 from golf.models.base import LanguageModel, ScoreOutput
-from golf.models.layers import Block, CastedLinear, TiedEmbedding, num_unet_skips, rms_norm, unet_forward
+from golf.models.layers import (Block, CastedLinear, TiedEmbedding, TransformerConfig, num_unet_skips, rms_norm,
+                                unet_forward)
 
 SCORE_MODES = ("nelbo", "chain")
 TIME_FEATURES = 16  # cosine features of t fed to the optional time input
 
 
 @dataclasses.dataclass
-class MDLMConfig:
+class MDLMConfig(TransformerConfig):
     """The transformer's fields and defaults are AR's (equal shapes: equal parameters, plus the
-    mask row); the rest are the diffusion's, read from MDLM_SCORE, LOSS_WEIGHT_MAX, ..."""
+    mask row; vocab_size is the tokenizer's, the mask id is vocab_size); the rest are the
+    diffusion's, read from TIME_CONDITIONING, LOSS_WEIGHT_MAX, MDLM_SCORE, MDLM_CHAIN_K."""
 
-    vocab_size: int = 1024  # the tokenizer's; the mask id is vocab_size
-    num_layers: int = 9
-    model_dim: int = 512
-    num_heads: int = 8
-    num_kv_heads: int = 4
-    mlp_mult: int = 2
-    tie_embeddings: bool = True
-    tied_embed_init_std: float = 0.005
-    logit_softcap: float = 30.0
-    rope_base: float = 10000.0
-    qk_gain_init: float = 1.5
     time_conditioning: bool = False
     loss_weight_max: float = 100.0  # training only: the 1/t weight is clamped here (PR #1699's 100)
     mdlm_score: str = "nelbo"  # what `score` computes: nelbo (bound) | chain (exact)
     mdlm_chain_k: int = 1  # chain: positions revealed (and scored) per forward pass
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.mdlm_score not in SCORE_MODES:
             raise ValueError(f"mdlm_score must be one of {', '.join(SCORE_MODES)}, got {self.mdlm_score!r}")
         if self.mdlm_chain_k < 1:
             raise ValueError(f"mdlm_chain_k must be >= 1, got {self.mdlm_chain_k}")
-        if self.logit_softcap <= 0 or self.loss_weight_max < 1:
-            raise ValueError(f"need logit_softcap > 0 and loss_weight_max >= 1, got {self.logit_softcap}, "
-                             f"{self.loss_weight_max}")
+        if self.loss_weight_max < 1:
+            raise ValueError(f"loss_weight_max must be >= 1, got {self.loss_weight_max}")
 
 
 def time_features(t: torch.Tensor) -> torch.Tensor:
