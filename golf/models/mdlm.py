@@ -18,8 +18,9 @@ bound on −log p(x_{1:T} | x_0) of the model's own generative process (Sahoo et
   cut-off. Each draw hides exactly l = ceil(t·T) positions at random and weighs them T/l: with t
   uniform, l is uniform on 1..T, and this has the same expectation as hiding each position with
   probability t and weighing 1/t (∫ (1/t)·Binomial(l; T, t) dt = 1/l), but finite variance (the
-  1/t draw's variance diverges as t → 0). The standard error of each window's sum treats the K
-  strata as independent draws, which over-states it (never under-states);
+  1/t draw's variance diverges as t → 0). All of its noise comes from the `generator` it is given.
+  The standard error of each window's sum treats the K strata as independent draws, which
+  over-states it in expectation (the spread between strata is counted as noise);
 - `MDLM_SCORE=chain` (label `exact`, for smaller eval sets): the left-to-right chain rule
   Π_i p(x_i | x_{<i}, masks from i on), a normalised distribution built from the model's
   conditionals, so its −log2 is an exact code length (not a bound on the NELBO's model).
@@ -118,7 +119,7 @@ class MDLM(LanguageModel):
         sequence z [B, L]; t [B] is the noise level, read only with time conditioning."""
         x = self.tok_emb(z)
         if self.time_emb is not None:
-            x = x + (time_features(t.float()) @ self.time_emb).to(x.dtype)[:, None, :]
+            x = x + (time_features(t.to(self.time_emb.dtype)) @ self.time_emb).to(x.dtype)[:, None, :]
         x = rms_norm(unet_forward(self.blocks, self.skip_weights, rms_norm(x)))
         if self.lm_head is None:
             raw = F.linear(x, self.tok_emb.table()[: self.config.vocab_size].to(x.dtype))
