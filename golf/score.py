@@ -146,14 +146,14 @@ def model_from_artifact(meta: dict[str, Any], state_dict: dict[str, torch.Tensor
     try:
         spec = meta["model"]
         config = dict(spec["config"])
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise GolfError(f"artifact manifest has no usable model description ({exc})") from None
     unknown = sorted(set(options or {}) - set(config))
     if unknown:
         raise GolfError(f"model {spec['variant']!r} has no option {', '.join(unknown)}")
     try:
         model = models.build(spec["variant"], {**config, **(options or {})})
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise GolfError(f"artifact manifest has no usable model description ({exc})") from None
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
