@@ -49,7 +49,7 @@ from golf.ema import WeightEMA
 from golf.optim import Muon
 from golf.precision import apply_dtype_policy, eval_autocast, resolve_precision, train_autocast
 from golf.qat import enable_qat
-from golf.score import check_vocab, evaluate, model_from_artifact
+from golf.score import check_scorable, check_vocab, evaluate, model_from_artifact
 from golf.warmup import warm_up_and_reset
 
 # -----------------------------------------------------------------------------
@@ -128,7 +128,7 @@ class Hyperparameters:
     grad_clip_norm = _env("GRAD_CLIP_NORM", 0.0, float)
 
     # golf additions (defaults reproduce the official behaviour where one exists).
-    model = _env("MODEL", "ar")                      # variant name: ar, ...
+    model = _env("MODEL", "ar")                      # variant name: ar, mdlm, ...
     run_dir = _env("RUN_DIR", "")                    # default runs/<RUN_ID>
     warmdown_frac = _env("WARMDOWN_FRAC", 0.0, float)  # >0: warm down over this share of the run
     val_max_tokens = _env("VAL_MAX_TOKENS", 0, int)  # 0 = the whole val split
@@ -458,6 +458,8 @@ def main() -> None:
     val_batch_windows = max(1, args.val_batch_size // (rt.world_size * grad_accum) // args.train_seq_len)
     eval_dtype = eval_autocast(precision)
     meta = artifact_meta(args, model, tok_path, tok_sha, vocab, val_batch_windows)
+    # A score that cannot run as configured (EVAL_SAMPLES too small for a bound) fails now, not after training.
+    check_scorable(model, windows, device=rt.device, seed=args.eval_seed, samples=args.eval_samples)
     train_dtype = train_autocast(args.autocast, precision)
 
     code = selfcontained.running_code(Path(__file__))
@@ -491,6 +493,9 @@ def main() -> None:
                             broadcast_buffers=False)
     optimizers = build_optimizers(args, model, rt, train_dtype, compiled)
     muon = next(opt for opt in optimizers if isinstance(opt, Muon))
+    # One random stream per rank from here on (the weights are initialised, identically): a family
+    # that draws training noise (MDLM's masks) must not draw the same noise on every rank.
+    torch.manual_seed(args.seed + rt.rank)
 
     def make_loader() -> DistributedTokenLoader:
         return DistributedTokenLoader(train_files, rt.rank, rt.world_size, vocab_size=vocab)

@@ -26,6 +26,7 @@ import quant
 from golf import models
 from golf.challenge import CAP_BYTES, GPUS, TRAIN_SECONDS
 from golf.errors import GolfError
+from golf.models.layers import CausalSelfAttention
 from golf.selfcontained import pack, read_sources
 
 DEFAULT_RATIOS = Path(__file__).resolve().parent / "assets" / "compression_ratios.json"
@@ -43,7 +44,6 @@ DIM_MULTIPLE = 64
 ROLE_COMPONENTS = {"emb": "embedding", "head": "lm_head", "attn": "attention", "mlp": "mlp",
                    "control": "other", "other": "other"}
 COMPONENTS = ("embedding", "lm_head", "attention", "mlp", "other")
-FLOPS_FORMULA = "6*N_matmul + 6*L*T*D"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -269,11 +269,19 @@ def block_runs(model: nn.Module, config: Any) -> tuple[dict[int, int], int]:
     return runs, len(order)
 
 
+def attention_factor(model: nn.Module) -> int:
+    """FLOPs per token per layer per T·D of attention: QKᵀ and AV are 2·T·D each forward, ×3 with the
+    backward = 12, halved to 6 when every attention layer is causal (the mask skips half the pairs).
+    Read from the attention modules themselves, so a bidirectional family (MDLM) counts in full."""
+    layers = [m for m in model.modules() if isinstance(m, CausalSelfAttention)]
+    return 6 if all(m.causal for m in layers) else 12
+
+
 def compute(model: nn.Module, config: Any, seq_len: int, batch_tokens: int, mfu: float) -> dict[str, Any]:
-    """Training FLOPs/token = 6·N_matmul (fwd 2 + bwd 4 per weight) + 6·L·T·D (QKᵀ and AV, fwd+bwd,
-    halved for the causal mask); step time at `mfu` of 8 H100s' dense bf16 peak. N_matmul is every
-    Linear weight, counted once per run of its block (depth recurrence), plus a tied head's V·D;
-    L counts block runs. The embedding lookup is a gather, no FLOPs."""
+    """Training FLOPs/token = 6·N_matmul (fwd 2 + bwd 4 per weight) + A·L·T·D (QKᵀ and AV, fwd+bwd:
+    A = 12, halved to 6 for a causal mask); step time at `mfu` of 8 H100s' dense bf16 peak. N_matmul
+    is every Linear weight, counted once per run of its block (depth recurrence), plus a tied head's
+    V·D; L counts block runs. The embedding lookup is a gather, no FLOPs."""
     runs, layer_runs = block_runs(model, config)
     n = 0
     for name, m in model.named_modules():
@@ -282,11 +290,13 @@ def compute(model: nn.Module, config: Any, seq_len: int, batch_tokens: int, mfu:
             n += m.weight.numel() * (runs.get(int(index), 1) if index is not None else 1)
     if getattr(config, "tie_embeddings", False):
         n += sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding))
-    attention = 6 * layer_runs * seq_len * config.model_dim
+    factor = attention_factor(model)
+    attention = factor * layer_runs * seq_len * config.model_dim
     per_token = 6 * n + attention
     step = per_token * batch_tokens / (GPUS * H100_BF16_FLOPS * mfu)
     steps = int(TRAIN_SECONDS // step)
-    return {"formula": FLOPS_FORMULA, "matmul_params": n, "layer_runs": layer_runs,
+    return {"formula": f"6*N_matmul + {factor}*L*T*D", "matmul_params": n, "attention_factor": factor,
+            "layer_runs": layer_runs,
             "attention_flops_per_token": attention,
             "flops_per_token": per_token, "seq_len": seq_len, "batch_tokens": batch_tokens, "mfu": mfu,
             "gpus": GPUS, "peak_flops_per_gpu": H100_BF16_FLOPS, "step_seconds": step,
@@ -318,7 +328,7 @@ def budget(variant: str, config: Any, rules: list[str], ratios: Ratios, *, code_
                      "largest": largest_models(sizer, config, rule, ratios, code_bytes) if search else None})
     return {"variant": variant, "preset": preset, "config": dataclasses.asdict(config), "limit": CAP_BYTES,
             "params": {"total": total, "components": params, "tensors": len(sd)},
-            "vocab": {"vocab_size": getattr(config, "vocab_size", None), "model_dim": getattr(config, "model_dim", None),
+            "vocab": {"vocab_size": model.vocab_size, "model_dim": getattr(config, "model_dim", None),
                       "params": vocab, "share": vocab / total if total else 0.0,
                       "tied": bool(getattr(config, "tie_embeddings", False))},
             "code_bytes": code_bytes, "code_source": code_source,

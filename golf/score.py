@@ -58,6 +58,7 @@ class ScoreResult:
     nats_stderr: float | None = None
     seed: int = 0  # what seeded the Monte Carlo draws (recorded for exact scores too)
     samples: int = 1  # Monte Carlo estimates per window (exact models ignore it)
+    passes: int | None = None  # forward passes per window, when the model counts them (its cost)
 
     @property
     def val_loss(self) -> float:
@@ -75,6 +76,7 @@ class ScoreResult:
         return {"val_loss": self.val_loss, "val_bpb": self.val_bpb, "label": self.label,
                 "tokens": self.tokens, "bytes": self.bytes, "seconds": round(self.seconds, 3),
                 "val_bpb_stderr": self.bpb_stderr, "seed": self.seed, "samples": self.samples,
+                "forward_passes_per_window": self.passes,
                 "implied_bytes_per_token": self.bytes / self.tokens}
 
 
@@ -102,6 +104,7 @@ def evaluate(model: LanguageModel, windows: torch.Tensor, table: ByteTable, *,
     table = table.to(device)
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # nats, tokens, bytes, variance
     labels: set[str] = set()
+    passes: set[int | None] = set()
     n_windows = windows.size(0)
     mine = rank_slice(math.ceil(n_windows / batch_windows), rank, world_size)
     autocast = (torch.autocast(device_type=device.type, dtype=autocast_dtype)
@@ -112,6 +115,7 @@ def evaluate(model: LanguageModel, windows: torch.Tensor, table: ByteTable, *,
         with autocast:
             out = model.score(batch, generator=batch_generator(seed, lo, device), samples=samples)
         labels.add(out.label)
+        passes.add(out.passes)
         sums[0] += out.nats.double().sum()
         sums[1] += out.nats.numel()
         sums[2] += window_bytes(table, batch).sum()
@@ -126,7 +130,8 @@ def evaluate(model: LanguageModel, windows: torch.Tensor, table: ByteTable, *,
     nats, tokens, n_bytes, variance = sums.tolist()
     return ScoreResult(nats_sum=nats, tokens=int(tokens), bytes=int(n_bytes), label=label,
                        seconds=time.perf_counter() - start,
-                       nats_stderr=math.sqrt(variance) if label == "bound" else None, seed=seed, samples=samples)
+                       nats_stderr=math.sqrt(variance) if label == "bound" else None, seed=seed, samples=samples,
+                       passes=max((p for p in passes if p is not None), default=None))
 
 
 def eval_autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -135,12 +140,21 @@ def eval_autocast_dtype(device: torch.device) -> torch.dtype | None:
     return eval_autocast(resolve_precision("auto", device))
 
 
-def model_from_artifact(meta: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> LanguageModel:
-    """Rebuild a model from an artifact's manifest and decoded tensors alone."""
+def model_from_artifact(meta: dict[str, Any], state_dict: dict[str, torch.Tensor],
+                        options: dict[str, Any] | None = None) -> LanguageModel:
+    """Rebuild a model from an artifact's manifest and decoded tensors alone. `options` replace
+    config fields that change how the model scores, not its tensors (MDLM's `mdlm_score`, say)."""
     try:
         spec = meta["model"]
-        model = models.build(spec["variant"], spec["config"])
-    except (KeyError, TypeError) as exc:
+        config = dict(spec["config"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise GolfError(f"artifact manifest has no usable model description ({exc})") from None
+    unknown = sorted(set(options or {}) - set(config))
+    if unknown:
+        raise GolfError(f"model {spec['variant']!r} has no option {', '.join(unknown)}")
+    try:
+        model = models.build(spec["variant"], {**config, **(options or {})})
+    except (TypeError, ValueError) as exc:
         raise GolfError(f"artifact manifest has no usable model description ({exc})") from None
     missing, unexpected = model.load_state_dict(state_dict, strict=False)
     if missing or unexpected:
@@ -168,6 +182,19 @@ def check_vocab(model: LanguageModel, tokenizer_vocab: int) -> None:
                         f"{model.vocab_size} ids (VOCAB_SIZE={model.config.vocab_size}); they must match")
 
 
+def check_scorable(model: LanguageModel, windows: torch.Tensor, *, device: torch.device, seed: int,
+                   samples: int) -> None:
+    """Score one target of one window now, so a model that cannot be scored as configured (a Monte
+    Carlo bound asked for too few samples, say) fails before training rather than after it."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model.score(windows[:1, :2].to(device), generator=batch_generator(seed, 0, device), samples=samples)
+    finally:
+        model.train(was_training)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -181,14 +208,15 @@ def resolve_device(name: str) -> torch.device:
 def score_artifact(artifact_path: Path, *, data: Path, tokenizer: Path, max_tokens: int | None = None,
                    seq_len: int | None = None, batch_tokens: int | None = None, device: str = "auto",
                    audit: bool = False, progress: bool = True, seed: int | None = None,
-                   samples: int | None = None) -> dict[str, Any]:
+                   samples: int | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Rebuild the model from the artifact alone and score it on the val shards under `data`.
     `seed` and `samples` drive Monte Carlo models (a `bound`; exact models ignore them); by default
-    the ones the trainer scored with, recorded in the artifact, so its number is reproduced."""
+    the ones the trainer scored with, recorded in the artifact, so its number is reproduced.
+    `options` replace score-time config fields of the model (see `model_from_artifact`)."""
     artifact = read_artifact(artifact_path)
     tok_sha = file_sha256(tokenizer)
     check_tokenizer_matches(artifact.meta, tokenizer, tok_sha)
-    model = model_from_artifact(artifact.meta, artifact.state_dict)
+    model = model_from_artifact(artifact.meta, artifact.state_dict, options)
     dev = resolve_device(device)
     model.to(dev)
     sp = load_tokenizer(tokenizer)
@@ -208,7 +236,7 @@ def score_artifact(artifact_path: Path, *, data: Path, tokenizer: Path, max_toke
     report: dict[str, Any] = {
         "command": "score", "artifact": str(artifact_path), "bytes_model": artifact.nbytes,
         "variant": artifact.meta["model"]["variant"], "quant": artifact.rule,
-        "compressor": artifact.compressor, "seq_len": seq_len, "device": dev.type,
+        "compressor": artifact.compressor, "seq_len": seq_len, "device": dev.type, "options": options or {},
         "tokens_per_s": result.tokens / max(result.seconds, 1e-9), **result.as_dict(),
         "official_rule_bytes": rule_difference.official_rule_bytes if rule_difference else result.bytes,
         "byte_rule_note": rule_difference.note() if rule_difference else None}

@@ -35,9 +35,10 @@ def runs(tmp_path_factory, code):
 def stub_smoke(monkeypatch):
     calls = []
 
-    def fake(packed, sources):
+    def fake(packed, sources, *, model, eval_samples):
         calls.append(len(packed))
-        return {"seconds": 0.1, "steps": 2, "bytes_code": len(packed), "source_sha256": sources.sha256()}
+        return {"seconds": 0.1, "steps": 2, "bytes_code": len(packed), "source_sha256": sources.sha256(),
+                "model": model}
 
     monkeypatch.setattr(build, "smoke_run", fake)
     return calls
@@ -155,7 +156,7 @@ def test_a_packed_source_mismatch_is_refused(tmp_path, runs, capsys, monkeypatch
 
 
 def test_a_failed_smoke_run_writes_nothing(tmp_path, runs, capsys, monkeypatch):
-    def broken(packed, sources):
+    def broken(packed, sources, **_):
         raise GolfError("the packed train_gpt.py failed when run alone (exit 1): ImportError")
 
     monkeypatch.setattr(build, "smoke_run", broken)

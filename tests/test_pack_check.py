@@ -22,8 +22,8 @@ def record(tmp_path_factory):
     code = packed_now()
     runs = [make_run(root / "runs" / f"s{seed}", seed, code=code) for seed in (1, 2)]
     with pytest.MonkeyPatch.context() as mp:  # the real smoke run is tested in test_pack_selfcontained.py
-        mp.setattr(build, "smoke_run", lambda packed, sources: {"seconds": 0.1, "steps": 2, "bytes_code": len(packed),
-                                                                  "source_sha256": sources.sha256()})
+        mp.setattr(build, "smoke_run", lambda packed, sources, **run: {
+            "seconds": 0.1, "steps": 2, "bytes_code": len(packed), "source_sha256": sources.sha256(), "model": run["model"]})
         report = build.pack_record(runs, name="Check me", author="Ada", github_id="ada", track="non_record_16mb",
                                    out=root / "records", script=REPO / "train_gpt.py", artifacts=True)
     assert report["ok"], report["problems"]

@@ -42,9 +42,10 @@ steps by lcm(64, head_dim x ratio); "next" is one step larger, which does not fi
 Compute: training FLOPs/token = 6*N_matmul + 6*L*T*D, where N_matmul counts every matmul weight
 (all Linear layers, once per run of their block under depth recurrence, plus the LM head's V*D
 even when tied; the embedding lookup is free), L = block runs (NUM_LAYERS without recurrence),
-T = TRAIN_SEQ_LEN, D = MODEL_DIM (causal attention: QK^T and AV, fwd + bwd, halved by the mask).
-step time = FLOPs/token x TRAIN_BATCH_TOKENS / (8 x 989e12 x MFU), MFU default
-0.40 of the H100's dense bf16 peak; steps and tokens are for the 600 s training cap."""
+T = TRAIN_SEQ_LEN, D = MODEL_DIM (causal attention: QK^T and AV, fwd + bwd, halved by the mask;
+a bidirectional model such as MODEL=mdlm counts them in full, 12*L*T*D).
+step time = FLOPs/token x TRAIN_BATCH_TOKENS / (8 x 989e12 x MFU), MFU default 0.40 of the
+H100's dense bf16 peak; steps and tokens are for the 600 s training cap."""
 
 # flag dest → the trainer's environment variable it overrides
 ENV_FLAGS = {"model": "MODEL", "num_layers": "NUM_LAYERS", "model_dim": "MODEL_DIM", "num_heads": "NUM_HEADS",
@@ -218,7 +219,8 @@ def print_report(r: dict[str, Any]) -> None:
 
     f = r["compute"]
     print(f"\ncompute    training FLOPs/token = {f['formula']} = 6*{f['matmul_params']:,} + "
-          f"6*{f['layer_runs']}*{f['seq_len']}*{c.get('model_dim')} = {f['flops_per_token']:,}")
+          f"{f['attention_factor']}*{f['layer_runs']}*{f['seq_len']}*{c.get('model_dim')} = "
+          f"{f['flops_per_token']:,}")
     print(f"           step ({f['batch_tokens']:,} tokens) on {f['gpus']}xH100 at {f['peak_flops_per_gpu'] / 1e12:.0f} "
           f"TFLOP/s x MFU {f['mfu']:.2f}: {1000 * f['step_seconds']:.1f} ms -> {f['steps']:,} steps, "
           f"{f['tokens'] / 1e9:.2f}B tokens in {f['train_seconds']:.0f} s (prediction)")

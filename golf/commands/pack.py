@@ -174,7 +174,8 @@ def print_pack(r: dict) -> None:
     print(f"code     {r['packed_bytes']:,} bytes packed from {r['source_bytes']:,} bytes of source "
           f"(train_gpt.py + {r['modules']} modules)")
     if "smoke" in r:
-        print(f"smoke    ran alone in {r['smoke']['seconds']} s ({r['smoke']['steps']} steps, golf not importable)")
+        print(f"smoke    ran alone in {r['smoke']['seconds']} s ({r['smoke']['steps']} steps of MODEL="
+              f"{r['smoke']['model']}, golf not importable)")
     if not r["ok"]:
         for problem in r["problems"]:
             print(f"PROBLEM  {problem}")

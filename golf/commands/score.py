@@ -17,11 +17,17 @@ EPILOG = """examples:
              --tokenizer ./data/tokenizers/fineweb_1024_bpe.model --json
   golf score model.golf --max-tokens 100000 --audit
   golf score records/track_non_record_16mb/<date>_<name>    # check a record, re-score its artifacts
+  golf score runs/mdlm --samples 4 --seed 7       # a masked-diffusion NELBO (bound) with 4 draws per window
+  golf score runs/mdlm --mdlm-score chain --max-tokens 8193   # its exact left-to-right chain rule
 
 The bpb is labelled `exact` (chain rule over a normalised distribution) or `bound` (an upper
 bound, e.g. a diffusion ELBO, reported with its Monte Carlo standard error; --seed and --samples
 set its draws). Bytes come from the tokenizer's byte table; --audit decodes every complete scored
-document and checks that the table's byte total equals the UTF-8 length of the decoded text."""
+document and checks that the table's byte total equals the UTF-8 length of the decoded text.
+
+MDLM artifacts: --mdlm-score chain replaces the NELBO (bound) by the chain rule over the model's
+left-to-right conditionals (exact, ceil(T/k) forward passes per window, k = --mdlm-chain-k);
+the forward passes per window are reported for every model that counts them."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -47,10 +53,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=None,
                    help="Monte Carlo estimates per window for a `bound` score (more: smaller standard error; "
                    "default: the trainer's EVAL_SAMPLES recorded in the artifact)")
+    p.add_argument("--mdlm-score", choices=("nelbo", "chain"), default=None,
+                   help="MDLM only: nelbo = the Monte Carlo bound, chain = the exact left-to-right chain rule "
+                   "(default: the artifact's MDLM_SCORE)")
+    p.add_argument("--mdlm-chain-k", type=_positive, default=None, metavar="K",
+                   help="MDLM chain only: positions revealed and scored per forward pass (default: the artifact's)")
     p.add_argument("--audit", action="store_true", help="also run the byte audit (exit 1 if it fails)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,10 +79,12 @@ def run(args: argparse.Namespace) -> int:
     if (args.artifact / "submission.json").is_file():
         return score_record(args, data, tokenizer)
     artifact = args.artifact / "model.golf" if args.artifact.is_dir() else args.artifact
+    options = {key: value for key, value in (("mdlm_score", args.mdlm_score), ("mdlm_chain_k", args.mdlm_chain_k))
+               if value is not None}
     report = score_artifact(artifact, data=data, tokenizer=tokenizer, max_tokens=args.max_tokens,
                             seq_len=args.seq_len, batch_tokens=args.batch_tokens, device=args.device,
                             audit=args.audit, progress=not args.no_progress and not args.json,
-                            seed=args.seed, samples=args.samples)
+                            seed=args.seed, samples=args.samples, options=options)
     audit = report.get("audit")
     report["ok"] = audit is None or bool(audit["ok"])
     if args.json:
@@ -131,6 +150,9 @@ def print_report(r: dict) -> None:
     if r.get("byte_rule_note"):
         print(f"note       {r['byte_rule_note']}")
     print(f"seconds    {r['seconds']:.2f} ({r['tokens_per_s']:,.0f} tokens/s on {r['device']})")
+    if r.get("forward_passes_per_window") is not None:
+        options = "".join(f", {k}={v}" for k, v in r.get("options", {}).items())
+        print(f"cost       {r['forward_passes_per_window']} forward pass(es) per window{options}")
     audit = r.get("audit")
     if audit is not None:
         verdict = "ok" if audit["ok"] else "FAILED"

@@ -67,7 +67,15 @@ def make_config(name: str, values: Mapping[str, Any]) -> Any:
     unknown = sorted(set(values) - fields)
     if unknown:
         raise GolfError(f"config for variant {name!r} has unknown fields: {', '.join(unknown)}")
-    return cls(**values)
+    return _checked(name, cls, values)
+
+
+def _checked(name: str, cls: type, values: Mapping[str, Any]) -> Any:
+    """`cls(**values)`, with a config's own validation (a ValueError) turned into one clear line."""
+    try:
+        return cls(**values)
+    except ValueError as e:
+        raise GolfError(f"{name} config: {e}") from None
 
 
 def config_from_env(name: str, environ: Mapping[str, str]) -> Any:
@@ -87,7 +95,7 @@ def config_from_env(name: str, environ: Mapping[str, str]) -> Any:
             values[field.name] = bool(int(raw)) if kind is bool else kind(raw)
         except ValueError:
             raise GolfError(f"{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from None
-    return cls(**values)
+    return _checked(name, cls, values)
 
 
 def build(name: str, config: Any) -> LanguageModel:
@@ -103,7 +111,7 @@ PLUGINS_ENV = "GOLF_MODEL_PLUGINS"
 
 def _load_builtin_variants() -> None:
     # Importing a variant module registers it; done lazily so `golf.models` imports cheaply.
-    from golf.models import ar  # noqa: F401
+    from golf.models import ar, mdlm  # noqa: F401
 
     for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
         try:

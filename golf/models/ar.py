@@ -23,25 +23,15 @@ from torch import nn
 
 from golf.models import register
 from golf.models.base import LanguageModel, ScoreOutput
-from golf.models.layers import (Block, BlockOptions, CastedLinear, KVCache, SmearGate, TiedEmbedding, num_unet_skips,
-                                recurrence_order, rms_norm, unet_forward)
+from golf.models.layers import (Block, BlockOptions, CastedLinear, KVCache, SmearGate, TiedEmbedding, TransformerConfig,
+                                num_unet_skips, recurrence_order, rms_norm, unet_forward)
 
 
 @dataclasses.dataclass
-class ARConfig:
-    """Field names are the official environment variables, lower-cased (VOCAB_SIZE → vocab_size)."""
+class ARConfig(TransformerConfig):
+    """The baseline's transformer fields (`TransformerConfig`: the official environment variables,
+    lower-cased, VOCAB_SIZE → vocab_size, with the official defaults), then the frontier options."""
 
-    vocab_size: int = 1024
-    num_layers: int = 9
-    model_dim: int = 512
-    num_heads: int = 8
-    num_kv_heads: int = 4
-    mlp_mult: int = 2
-    tie_embeddings: bool = True
-    tied_embed_init_std: float = 0.005
-    logit_softcap: float = 30.0
-    rope_base: float = 10000.0
-    qk_gain_init: float = 1.5
     # Frontier options (defaults: the baseline).
     mlp_leaky_slope: float = 0.0
     xsa: bool = False
@@ -56,8 +46,7 @@ class ARConfig:
     recur_loops: int = 1
 
     def __post_init__(self) -> None:
-        if self.logit_softcap <= 0:
-            raise ValueError(f"logit_softcap must be > 0, got {self.logit_softcap}")
+        super().__post_init__()
         if self.recur_loops < 1 or not 0 <= self.recur_start <= self.recur_end <= self.num_layers:
             raise ValueError(f"recurrence needs 0 <= RECUR_START <= RECUR_END <= NUM_LAYERS and RECUR_LOOPS >= 1, "
                              f"got {self.recur_start}, {self.recur_end}, {self.num_layers}, {self.recur_loops}")

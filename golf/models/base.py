@@ -39,6 +39,9 @@ class ScoreOutput:
     label: str  # "exact" or "bound"
     # For a Monte Carlo bound: the standard error of each row's nats sum ([B]); None when exact.
     stderr: torch.Tensor | None = None
+    # The cost: forward passes over each window this call made (Monte Carlo draws, chain-rule steps),
+    # when the family counts them; None: not stated.
+    passes: int | None = None
 
 
 class LanguageModel(nn.Module):

@@ -233,7 +233,8 @@ def pack_record(run_dirs: list[Path], *, name: str, author: str, github_id: str,
         print(f"running the packed train_gpt.py ({len(packed):,} bytes) alone for a 2-step CPU smoke run",
               file=log, flush=True)
         try:
-            report["smoke"] = smoke_run(packed, sources)
+            report["smoke"] = smoke_run(packed, sources, model=runs[0].result["model"],
+                                        eval_samples=int(runs[0].result.get("samples", 1)))
         except GolfError as e:
             problems.append(str(e))
     if problems:

@@ -74,7 +74,8 @@ def render(sub: dict[str, Any], first: dict[str, Any], ledger: dict[str, Any], s
               "requirements.txt, then per seed:", "", "```",
               reproduce_command(first.get("env", {}), first["world_size"], embedded_data), "```", "",
               f"`golf pack` ran this file alone before writing the folder: an empty directory, `python -S` "
-              f"(golf not importable), {smoke['steps']} CPU steps in {smoke['seconds']} s, reporting its own "
+              f"(golf not importable), {smoke['steps']} CPU steps of MODEL={smoke['model']} in {smoke['seconds']} s, "
+              f"reporting its own "
               f"size ({smoke['bytes_code']:,} bytes) and sources (sha256 {smoke['source_sha256'][:16]}…). "
               "`golf pack --unpack train_gpt.py DIR` extracts the embedded sources.", "",
               "## Files", ""] + [f"- `{name}`" for name in files] + [""]

@@ -50,8 +50,9 @@ def golf_importable(env: dict[str, str], cwd: Path) -> bool:
 
 
 def smoke_run(packed: bytes, sources: Sources, *, data: Path | None = None, tokenizer: Path | None = None,
-              timeout: float = TIMEOUT_S) -> dict[str, Any]:
-    """Run `packed` alone for 2 steps on CPU; raise GolfError with the reason if it fails."""
+              timeout: float = TIMEOUT_S, model: str = "ar", eval_samples: int = 1) -> dict[str, Any]:
+    """Run `packed` alone for 2 steps on CPU, training the runs' model family (`MODEL`, scored with
+    their EVAL_SAMPLES); raise GolfError with the reason if it fails."""
     data = data or embedded.shards_dir()
     tokenizer = tokenizer or embedded.tokenizer_path()
     work = Path(tempfile.mkdtemp(prefix="golf-smoke-"))
@@ -65,7 +66,7 @@ def smoke_run(packed: bytes, sources: Sources, *, data: Path | None = None, toke
             raise GolfError("cannot isolate the smoke run: golf is importable without site processing "
                             f"(from PYTHONPATH {env['PYTHONPATH']}); install golf editable (pip install -e .)")
         run_env = {**env, **SMOKE_ENV, "DATA_PATH": str(data.resolve()), "TOKENIZER_PATH": str(tokenizer.resolve()),
-                   "RUN_DIR": str(work / "run")}
+                   "RUN_DIR": str(work / "run"), "MODEL": model, "EVAL_SAMPLES": str(eval_samples)}
         start = time.perf_counter()
         try:
             proc = subprocess.run([sys.executable, "-S", "train_gpt.py"], env=run_env, cwd=cwd,
@@ -77,7 +78,8 @@ def smoke_run(packed: bytes, sources: Sources, *, data: Path | None = None, toke
             tail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()[-1:] or ["no output"]
             raise GolfError(f"the packed train_gpt.py failed when run alone (exit {proc.returncode}): {tail[0]}")
         result = json.loads((work / "run" / "result.json").read_text())
-        report = {"seconds": round(seconds, 1), "steps": result["steps"], "val_bpb": result["val_bpb"],
+        report = {"seconds": round(seconds, 1), "model": result["model"], "steps": result["steps"],
+                  "val_bpb": result["val_bpb"], "label": result["label"],
                   "bytes_code": result["bytes_code"], "source_sha256": result["source_sha256"],
                   "packed_code": result["packed_code"], "cwd_files": sorted(p.name for p in cwd.iterdir()),
                   "python": [sys.executable, "-S"], "pythonpath": env["PYTHONPATH"]}
