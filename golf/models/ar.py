@@ -17,6 +17,7 @@ from torch import nn
 from golf.models import register
 from golf.models.base import LanguageModel, ScoreOutput
 from golf.models.layers import Block, CastedLinear, KVCache, TiedEmbedding, num_unet_skips, rms_norm, unet_forward
+from golf.models.sampling import sample_next
 
 
 @dataclasses.dataclass
@@ -97,14 +98,7 @@ class GPT(LanguageModel):
         for _ in range(n):
             last = self.logits(step_input, cache)[:, -1].float()
             cache.length += step_input.size(1)
-            if temperature == 0:
-                nxt = last.argmax(dim=-1, keepdim=True)
-            else:
-                last = last / temperature
-                if top_k is not None:
-                    kth = torch.topk(last, min(top_k, last.size(-1))).values[:, -1:]
-                    last = last.masked_fill(last < kth, float("-inf"))
-                nxt = torch.multinomial(torch.softmax(last, dim=-1), 1, generator=generator)
+            nxt = sample_next(last, temperature, top_k, generator)
             out = torch.cat((out, nxt), dim=1)
             step_input = nxt
         return out
