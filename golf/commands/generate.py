@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from golf.commands import emit_json
+from golf.commands import add_sampling_args, emit_json
 
 EPILOG = """examples:
   golf generate runs/demo --prompt "The weather today"            # the run's model.golf
@@ -23,11 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("generate", help="sample text from an artifact or an exported .onnx model",
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", type=Path, help="a .golf artifact, a run folder, or a .onnx file from golf export")
-    p.add_argument("--prompt", default="", help="text to continue (default: empty, a fresh document)")
-    p.add_argument("--tokens", type=int, default=64, help="new tokens to generate (default 64)")
-    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature; 0 = greedy (default 0.8)")
-    p.add_argument("--top-k", type=int, default=50, help="sample from the k most likely tokens (default 50; 0 = all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling generator (default 0)")
+    add_sampling_args(p, prompt="", tokens=64, temperature=0.8, top_k=50)
     p.add_argument("--tokenizer", type=Path, default=None,
                    help="sentencepiece .model the model was trained with (default: the embedded one; sha256 checked)")
     p.add_argument("--device", default="cpu", help="auto, cpu or cuda for artifacts (ONNX runs on the CPU)")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from golf.commands import emit_json
+from golf.commands import add_data_args, add_sampling_args, data_paths, emit_json
 
 EPILOG = """examples:
   golf golfers                                   # bpb of each compressor on the embedded val split
@@ -24,28 +23,21 @@ compressed length (candidates: the 128 most frequent pieces of the prime text; p
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("golfers", help="compressors as language models: bpb on the val split, samples",
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default="embedded", help="folder of fineweb_{val,train}_*.bin shards ('embedded' = golf's sample)")
-    p.add_argument("--tokenizer", default="embedded", help="sentencepiece .model of the shards")
+    add_data_args(p)
     p.add_argument("--seq-len", type=int, default=1024, help="window length golf score uses (whole windows only; default 1024)")
     p.add_argument("--max-tokens", type=int, default=None, help="only the first N val tokens, as golf score --max-tokens")
     p.add_argument("--prime-bytes", type=int, default=None, help="bytes of train text priming the compressors (default 262144; 0 = cold only)")
     p.add_argument("--golfer", action="append", default=None, help="one golfer (repeatable; default: all)")
-    p.add_argument("--prompt", default="The", help="prompt of the samples (default 'The')")
-    p.add_argument("--tokens", type=int, default=0, help="sampling steps per golfer (default 0: no samples)")
-    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (default 1; 0 = shortest)")
-    p.add_argument("--top-k", type=int, default=0, help="sample among the k cheapest candidates (default 0 = all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling generator")
+    add_sampling_args(p, prompt="The", tokens=0, temperature=1.0, top_k=0, what="sampling steps per golfer")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from golf import embedded
     from golf.golfers import DEFAULT_PRIME_BYTES, golfer_samples, score_golfers
 
-    data = embedded.shards_dir() if args.data == "embedded" else Path(args.data)
-    tokenizer = embedded.tokenizer_path() if args.tokenizer == "embedded" else Path(args.tokenizer)
+    data, tokenizer = data_paths(args)
     prime = DEFAULT_PRIME_BYTES if args.prime_bytes is None else args.prime_bytes
     report = score_golfers(data, tokenizer, seq_len=args.seq_len, max_tokens=args.max_tokens, prime_bytes=prime,
                            names=args.golfer, progress=not args.no_progress and not args.json)

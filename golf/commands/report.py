@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from golf.commands import emit_json
+from golf.commands import add_data_args, add_sampling_args, data_paths, emit_json
 
 EPILOG = """examples:
   golf report runs/demo -o report.html
@@ -28,25 +28,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", type=Path, nargs="+", help="run folders (model.golf, metrics.jsonl, result.json) or artifacts")
     p.add_argument("-o", "--out", type=Path, required=True, help="the .html file to write")
-    p.add_argument("--data", default="embedded", help="folder of val/train shards ('embedded' = golf's sample)")
-    p.add_argument("--tokenizer", default="embedded", help="sentencepiece .model the runs were trained with")
+    add_data_args(p)
     p.add_argument("--max-tokens", type=int, default=None, help="score only the first N val tokens")
     p.add_argument("--prime-bytes", type=int, default=None, help="train text priming the golfers (default 262144; 0 = none)")
     p.add_argument("--golfer", action="append", default=None, help="one golfer (repeatable; default: all)")
     p.add_argument("--docs", type=int, default=2, help="val documents shown as per-byte colour maps (default 2)")
     p.add_argument("--doc-bytes", type=int, default=400, help="bytes shown of each document (default 400)")
-    p.add_argument("--prompt", default="The", help="prompt of the sample generations (default 'The')")
-    p.add_argument("--tokens", type=int, default=32, help="tokens per sample (default 32; 0 = no samples)")
-    p.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
-    p.add_argument("--top-k", type=int, default=50, help="top-k of the samples (default 50; 0 = all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the samples (Monte Carlo per-byte bits use the artifact's recorded seed, as golf score)")
+    add_sampling_args(p, prompt="The", tokens=32, temperature=0.8, top_k=50, what="tokens per sample")
     p.add_argument("--json", action="store_true", help="print one JSON object (what was written) instead of text")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from golf import embedded
     from golf.data import atomic_writer
     from golf.errors import GolfError
     from golf.golfers import DEFAULT_PRIME_BYTES
@@ -58,8 +52,7 @@ def run(args: argparse.Namespace) -> int:
     for name, value in (("--docs", args.docs), ("--doc-bytes", args.doc_bytes), ("--tokens", args.tokens)):
         if value < 0:
             raise GolfError(f"{name} must be >= 0, got {value}")
-    data = embedded.shards_dir() if args.data == "embedded" else Path(args.data)
-    tokenizer = embedded.tokenizer_path() if args.tokenizer == "embedded" else Path(args.tokenizer)
+    data, tokenizer = data_paths(args)
     report = build_report(args.runs, data=data, tokenizer=tokenizer, max_tokens=args.max_tokens,
                           prime_bytes=DEFAULT_PRIME_BYTES if args.prime_bytes is None else args.prime_bytes,
                           docs=args.docs, doc_bytes=args.doc_bytes, prompt=args.prompt, gen_tokens=args.tokens,
