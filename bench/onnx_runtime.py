@@ -9,8 +9,10 @@ table; standard ONNX: DequantizeLinear), and each runtime does the same work, be
 - generation: greedy decoding of `--new` tokens after a `--prompt-len`-token val prompt, batch 1,
   on a KV cache (torch: `model.generate`; onnxruntime: the decode graph), new tokens per second.
 
-Both get the same threads (torch.set_num_threads, intra_op_num_threads = --threads). The torch
-model is the reference measured in the same run; ratios are onnxruntime / torch.
+Both get the same threads (torch.set_num_threads, intra_op_num_threads), for each of --threads:
+on a shared 2-core machine 2 threads can collapse when another process holds a core (spinning
+OpenMP/onnxruntime workers), so 1 thread is measured too. The torch model is the reference
+measured in the same run; ratios are onnxruntime / torch.
 
     python bench/onnx_runtime.py runs/demo14 --out bench/results/onnx-demo.json
 """
@@ -55,24 +57,14 @@ def best_seconds(fn, repeats: int) -> float:
     return min(times)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("artifact", type=Path, help="a .golf artifact or run folder of the ar family")
-    parser.add_argument("--windows", type=int, default=8, help="val windows scored per batch (default 8)")
-    parser.add_argument("--prompt-len", type=int, default=16)
-    parser.add_argument("--new", type=int, default=128, help="tokens generated (default 128)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    artifact = resolve_artifact(args.artifact)
+def measure(artifact: Path, graphs: dict[str, Path], args: argparse.Namespace, threads: int) -> dict:
+    """Rows {runtime: seconds, tokens/s, ratio vs torch} with `threads` threads for every runtime."""
+    torch.set_num_threads(threads)
     stored = read_artifact(artifact)
     model = model_from_artifact(stored.meta, stored.state_dict).eval()
     seq_len = int(stored.meta["eval"]["seq_len"])
     windows = parity_tokens(args.windows, seq_len + 1)
     prompt = windows[:1, :args.prompt_len]
-    scored_tokens = args.windows * seq_len
 
     def torch_score():
         with torch.inference_mode():
@@ -84,39 +76,56 @@ def main() -> int:
 
     rows = {"torch": {"score_s": best_seconds(torch_score, args.repeats),
                       "generate_s": best_seconds(torch_generate, args.repeats)}}
-    sizes = {"artifact": artifact.stat().st_size}
+    for name, graph in graphs.items():
+        runner = OnnxAR(decode_path(graph), graph, threads=threads)
+
+        def ort_score(runner=runner):
+            logits = torch.from_numpy(runner.logits(windows[:, :-1].numpy()))
+            F.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten(), reduction="none")
+
+        def ort_generate(runner=runner):
+            runner.generate(prompt, args.new, temperature=0)
+
+        rows[name] = {"score_s": best_seconds(ort_score, args.repeats),
+                      "generate_s": best_seconds(ort_generate, args.repeats)}
+    for row in rows.values():
+        row["score_tokens_per_s"] = args.windows * seq_len / row["score_s"]
+        row["generate_tokens_per_s"] = args.new / row["generate_s"]
+    for row in rows.values():
+        row["score_ratio_vs_torch"] = row["score_tokens_per_s"] / rows["torch"]["score_tokens_per_s"]
+        row["generate_ratio_vs_torch"] = row["generate_tokens_per_s"] / rows["torch"]["generate_tokens_per_s"]
+    return {"threads": threads, "seq_len": seq_len, "scored_tokens": args.windows * seq_len, "rows": rows}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("artifact", type=Path, help="a .golf artifact or run folder of the ar family")
+    parser.add_argument("--windows", type=int, default=8, help="val windows scored per batch (default 8)")
+    parser.add_argument("--prompt-len", type=int, default=16)
+    parser.add_argument("--new", type=int, default=128, help="tokens generated (default 128)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts to measure (default 1 2)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    args = parser.parse_args()
+    artifact = resolve_artifact(args.artifact)
+    sizes: dict = {"artifact": artifact.stat().st_size}
     with tempfile.TemporaryDirectory() as tmp:
+        graphs = {}
         for name, contrib in (("onnxruntime (contrib ops)", True), ("onnxruntime (standard ONNX)", False)):
             out = Path(tmp) / f"{int(contrib)}" / "model.onnx"
             report = export_onnx(artifact, out, contrib=contrib)
+            graphs[name] = out
             sizes[name] = {"onnx": report["bytes_onnx"], "kv_onnx": report["bytes_decode_onnx"],
                            "weights": report["bytes_weights"], "tied_table": report["bytes_tied_table"],
                            "parity_max_abs_logit_diff": report["parity"]["max_abs_logit_diff"]}
-            runner = OnnxAR(decode_path(out), out, threads=args.threads)
-
-            def ort_score(runner=runner):
-                logits = torch.from_numpy(runner.logits(windows[:, :-1].numpy()))
-                F.cross_entropy(logits.flatten(0, 1), windows[:, 1:].flatten(), reduction="none")
-
-            def ort_generate(runner=runner):
-                runner.generate(prompt, args.new, temperature=0)
-
-            rows[name] = {"score_s": best_seconds(ort_score, args.repeats),
-                          "generate_s": best_seconds(ort_generate, args.repeats)}
-    for row in rows.values():
-        row["score_tokens_per_s"] = scored_tokens / row["score_s"]
-        row["generate_tokens_per_s"] = args.new / row["generate_s"]
-    base = rows["torch"]
-    for row in rows.values():
-        row["score_ratio_vs_torch"] = row["score_tokens_per_s"] / base["score_tokens_per_s"]
-        row["generate_ratio_vs_torch"] = row["generate_tokens_per_s"] / base["generate_tokens_per_s"]
+        runs = [measure(artifact, graphs, args, threads) for threads in args.threads]
     result = {"command": "python bench/onnx_runtime.py " + " ".join(
-                  [str(args.artifact), f"--windows {args.windows}", f"--new {args.new}", f"--threads {args.threads}"]),
-              "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": platform.processor() or platform.machine(),
-              "cpus": os.cpu_count(), "cpu": cpu_model(), "versions": {"torch": torch.__version__,
-                                                               "onnxruntime": onnxruntime.__version__},
-              "rule": stored.rule, "seq_len": seq_len, "scored_tokens": scored_tokens, "prompt_len": args.prompt_len,
-              "new_tokens": args.new, "threads": args.threads, "repeats": args.repeats, "sizes": sizes, "rows": rows}
+                  [str(args.artifact), f"--windows {args.windows}", f"--new {args.new}",
+                   "--threads " + " ".join(map(str, args.threads))]),
+              "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": platform.machine(), "cpus": os.cpu_count(),
+              "cpu": cpu_model(), "versions": {"torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
+              "rule": read_artifact(artifact).rule, "prompt_len": args.prompt_len, "new_tokens": args.new,
+              "repeats": args.repeats, "sizes": sizes, "runs": runs}
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from export.onnx_graph import Graph
 from export.weights import Weights, table_nbytes
 from golf.errors import GolfError
 from golf.inspect import resolve_artifact
-from quant import QuantError, QuantizedArtifact, read_quantized
+from quant import QuantizedArtifact, read_quantized
 
 # Initializers at least this large are shared with the scoring file; smaller ones stay inline
 # (a handful of bytes each, not worth an external reference).
@@ -38,15 +38,6 @@ SHARE_MIN_BYTES = 256
 def decode_path(out: Path) -> Path:
     """Where the KV-cache decode graph goes for scoring graph `out` (model.onnx → model.kv.onnx)."""
     return out.with_name(f"{out.stem}.kv{out.suffix or '.onnx'}")
-
-
-def load_artifact(path: Path) -> QuantizedArtifact:
-    try:
-        return read_quantized(path)
-    except FileNotFoundError:
-        raise GolfError(f"artifact not found: {path}") from None
-    except QuantError as e:
-        raise GolfError(f"{path}: {e}") from None
 
 
 def ar_shape(art: QuantizedArtifact) -> Shape:
@@ -102,7 +93,7 @@ def metadata_of(art: QuantizedArtifact, artifact: Path, contrib: bool) -> dict[s
 def export_onnx(artifact: Path, out: Path, *, contrib: bool = True, check: bool = True) -> dict[str, Any]:
     """Write OUT (scoring graph) and its decode graph; see the module docstring. Returns a report."""
     artifact = resolve_artifact(Path(artifact))
-    art = load_artifact(artifact)
+    art = read_quantized(artifact)  # a missing or damaged file is one QuantError line
     out = Path(out)
     if out.is_dir():
         raise GolfError(f"--onnx {out} is a folder; give a file name such as {out / 'model.onnx'}")

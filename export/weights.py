@@ -181,10 +181,6 @@ class Weights:
         return g.op("Reshape", [rows4, g.const_i64([0, 0, cols])])
 
 
-def stored_nbytes(weights: Weights) -> int:
-    return sum(weights.stored_bytes.values())
-
-
 def table_nbytes(qt: QTensor) -> int:
     """Bytes of an int4g table's packed codes plus its fp16 scales, as the artifact stores them."""
     return sum(math.prod(p.shape) * p.element_size() for p in qt.enc.parts.values())

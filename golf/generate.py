@@ -23,7 +23,7 @@ from golf.embedded import file_sha256
 from golf.errors import GolfError
 from golf.inspect import resolve_artifact
 from golf.score import check_tokenizer_matches, model_from_artifact, resolve_device
-from quant import QuantError, read_artifact
+from quant import read_artifact
 
 
 def _onnx_model(path: Path):
@@ -48,19 +48,21 @@ def load_generator_model(path: Path, device: torch.device) -> tuple[Any, dict[st
             raise GolfError(f"ONNX model not found: {path}")
         model = _onnx_model(path)
         return model, {"sha256": model.metadata.get("golf.tokenizer_sha256")}, "onnx"
-    artifact = resolve_artifact(path)
-    try:
-        stored = read_artifact(artifact)
-    except FileNotFoundError:
-        raise GolfError(f"artifact not found: {artifact}") from None
-    except QuantError as e:
-        raise GolfError(f"{artifact}: {e}") from None
+    stored = read_artifact(resolve_artifact(path))  # a missing or damaged file is one QuantError line
     model = model_from_artifact(stored.meta, stored.state_dict).to(device).eval()
     return model, stored.meta.get("tokenizer", {}), model.variant
 
 
 def encode_prompt(sp, prompt: str) -> list[int]:
     return [sp.bos_id()] + sp.encode(prompt)
+
+
+def continuation(sp, prompt_ids: list[int], new_ids: list[int]) -> str:
+    """The text `new_ids` add after the prompt. Decoded together with the prompt: decoded alone, a
+    leading "▁" (the space before the first new word) would be dropped."""
+    before = sp.decode(prompt_ids)
+    after = sp.decode(prompt_ids + new_ids)
+    return after[len(before):] if after.startswith(before) else sp.decode(new_ids)
 
 
 def generate_text(path: Path, prompt: str, *, tokens: int = 64, temperature: float = 0.8,
@@ -93,6 +95,6 @@ def generate_text(path: Path, prompt: str, *, tokens: int = 64, temperature: flo
     # Ids past the tokenizer's vocabulary are a family's reserved ones (a mask id): never text.
     text_ids = [i for i in new if i < sp.vocab_size()]
     return {"command": "generate", "model": str(path), "kind": kind, "prompt": prompt,
-            "completion": sp.decode(text_ids), "prompt_tokens": ids.size(1), "new_tokens": len(new),
+            "completion": continuation(sp, ids[0].tolist(), text_ids), "prompt_tokens": ids.size(1), "new_tokens": len(new),
             "ids": new, "temperature": temperature, "top_k": top_k, "seed": seed, "seconds": seconds,
             "tokens_per_s": len(new) / max(seconds, 1e-9), "device": "cpu" if kind == "onnx" else dev.type}

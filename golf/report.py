@@ -101,11 +101,9 @@ def model_byte_bits(model: torch.nn.Module, window: torch.Tensor, rule: Credited
     return per_byte
 
 
-def build_report(paths: list[Path], *, data: Path, tokenizer: Path, max_tokens: int | None = None,
-                 prime_bytes: int = DEFAULT_PRIME_BYTES, docs: int = 2, doc_bytes: int = 400, prompt: str = "The",
-                 gen_tokens: int = 32, temperature: float = 0.8, top_k: int | None = 50, seed: int = 0,
-                 golfers: list[str] | None = None, progress: bool = False) -> dict[str, Any]:
-    """Everything the page shows, as one JSON-able dict (rendered by golf.report_html.render)."""
+def score_models(paths: list[Path], *, data: Path, tokenizer: Path, max_tokens: int | None,
+                 progress: bool) -> list[dict[str, Any]]:
+    """Per run: its name, artifact, `golf score` report, curves and byte budget."""
     if not paths:
         raise GolfError("give at least one run folder or artifact")
     names = [run_name(p) for p in paths]
@@ -121,43 +119,59 @@ def build_report(paths: list[Path], *, data: Path, tokenizer: Path, max_tokens: 
         score = score_artifact(artifact, data=data, tokenizer=tokenizer, max_tokens=max_tokens, progress=progress)
         models.append({"name": name, "artifact": str(artifact), "score": score,
                        "curves": read_metrics(folder / "metrics.jsonl"), "budget": byte_budget(artifact, result)})
-    seq_len = models[0]["score"]["seq_len"]
-    golfer_report = score_golfers(data, tokenizer, seq_len=seq_len, max_tokens=max_tokens, prime_bytes=prime_bytes,
-                                  names=golfers, progress=progress)
-    golfer_list = [row["name"] for row in golfer_report["golfers"]]
+    return models
 
+
+def per_byte_docs(models: list[dict[str, Any]], golfers: list[str], *, data: Path, tokenizer: Path, seq_len: int,
+                  docs: int, doc_bytes: int, progress: bool) -> list[dict[str, Any]]:
+    """The first `docs` val documents (cut to `doc_bytes`), each with one panel of per-byte bits
+    per model and per golfer. They come from the whole val split: --max-tokens may hold less than one."""
     sp = load_tokenizer(tokenizer)
     rule = CreditedBytes(sp)
-    # Documents to look at come from the whole val split: --max-tokens may hold less than one.
     tokens = load_val_tokens(find_shards(data, "val"), seq_len, vocab_size=sp.vocab_size())
     windows = sample_docs(tokens, sp.bos_id(), docs, doc_bytes, seq_len, rule)
-    doc_rows = [{"text": b"".join(rule.targets(w)), "panels": []} for w in windows]
+    rows = [{"text": b"".join(rule.targets(w)), "panels": []} for w in windows]
     for entry in tqdm(models, desc="per-byte bits", disable=not progress or None, leave=False):
         stored = read_artifact(Path(entry["artifact"]))
         model = model_from_artifact(stored.meta, stored.state_dict).eval()
         draws = {"seed": entry["score"]["seed"], "samples": entry["score"]["samples"]}
-        for row, window in zip(doc_rows, windows):
+        for row, window in zip(rows, windows):
             row["panels"].append({"name": entry["name"], "kind": "model", "label": entry["score"]["label"],
                                   "bits": model_byte_bits(model, window, rule, **draws)})
-    for row in doc_rows:
-        for name in golfer_list:
-            row["panels"].append({"name": name, "kind": "golfer", "label": "exact",
-                                  "bits": golfer_byte_bits(name, row["text"])})
+    for row in rows:
+        row["panels"] += [{"name": name, "kind": "golfer", "label": "exact", "bits": golfer_byte_bits(name, row["text"])}
+                          for name in golfers]
+    return rows
 
+
+def model_sample(entry: dict[str, Any], prompt: str, tokens: int, tokenizer: Path, **settings: Any) -> dict[str, Any]:
+    """One generation of a model's row; a family without `generate` gets a row saying so."""
+    row = {"name": entry["name"], "kind": "model", "prompt": prompt, **settings}
+    try:
+        s = generate_text(Path(entry["artifact"]), prompt, tokens=tokens, tokenizer=tokenizer, **settings)
+    except GolfError as e:
+        return {**row, "completion": f"(no sample: {e})", "new_tokens": 0}
+    return {**row, "completion": s["completion"], "new_tokens": s["new_tokens"], "tokens_per_s": s["tokens_per_s"]}
+
+
+def build_report(paths: list[Path], *, data: Path, tokenizer: Path, max_tokens: int | None = None,
+                 prime_bytes: int = DEFAULT_PRIME_BYTES, docs: int = 2, doc_bytes: int = 400, prompt: str = "The",
+                 gen_tokens: int = 32, temperature: float = 0.8, top_k: int | None = 50, seed: int = 0,
+                 golfers: list[str] | None = None, progress: bool = False) -> dict[str, Any]:
+    """Everything the page shows, as one JSON-able dict (rendered by golf.report_html.render)."""
+    models = score_models(paths, data=data, tokenizer=tokenizer, max_tokens=max_tokens, progress=progress)
+    seq_len = models[0]["score"]["seq_len"]  # golfers score the first model's val tokens
+    golfer_report = score_golfers(data, tokenizer, seq_len=seq_len, max_tokens=max_tokens, prime_bytes=prime_bytes,
+                                  names=golfers, progress=progress)
+    golfer_list = [row["name"] for row in golfer_report["golfers"]]
+    doc_rows = per_byte_docs(models, golfer_list, data=data, tokenizer=tokenizer, seq_len=seq_len, docs=docs,
+                             doc_bytes=doc_bytes, progress=progress)
     samples = []
     if gen_tokens > 0:
-        for entry in models:
-            settings = {"temperature": temperature, "top_k": top_k, "seed": seed}
-            try:
-                s = generate_text(Path(entry["artifact"]), prompt, tokens=gen_tokens, tokenizer=tokenizer, **settings)
-            except GolfError as e:  # a family without generate still gets its row, saying why
-                s = {"prompt": prompt, "completion": f"(no sample: {e})", "new_tokens": 0, **settings}
-            samples.append({"name": entry["name"], "kind": "model", **{k: s[k] for k in (
-                "prompt", "completion", "new_tokens", "temperature", "top_k", "seed")},
-                **({"tokens_per_s": s["tokens_per_s"]} if "tokens_per_s" in s else {})})
-        for s in golfer_samples(data, tokenizer, prompt, gen_tokens, prime_bytes=prime_bytes, temperature=temperature,
-                                top_k=top_k, seed=seed, names=golfer_list):
-            samples.append({"kind": "golfer", "new_tokens": gen_tokens, **s})
+        settings = {"temperature": temperature, "top_k": top_k, "seed": seed}
+        samples = [model_sample(entry, prompt, gen_tokens, tokenizer, **settings) for entry in models]
+        samples += [{"kind": "golfer", "new_tokens": gen_tokens, **s} for s in golfer_samples(
+            data, tokenizer, prompt, gen_tokens, prime_bytes=prime_bytes, names=golfer_list, **settings)]
     return {"title": "golf report", "created": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "data": str(data),
             "tokenizer": str(tokenizer), "seq_len": seq_len, "max_tokens": max_tokens, "models": models,
             "golfers": golfer_report, "docs": doc_rows, "samples": samples}

@@ -143,7 +143,7 @@ def test_export_cli_json_and_clean_failures(int4_run, tmp_path, capsys):
     assert report["bytes_onnx"] == out.stat().st_size
     with pytest.raises(GolfError, match="is a folder"):
         run_cli(["export", str(int4_run), "--onnx", str(tmp_path)])
-    with pytest.raises(GolfError, match="artifact not found"):
+    with pytest.raises(quant.QuantError, match="artifact not found"):
         run_cli(["export", str(tmp_path / "nope.golf"), "--onnx", str(tmp_path / "x.onnx")])
     assert not (tmp_path / "x.onnx").exists() and not list(tmp_path.glob(".x.onnx*"))
 
