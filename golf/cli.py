@@ -6,6 +6,10 @@
     golf budget                    before a run: params, bytes per rule, fit, largest model, FLOPs
     golf data build|tokenizer|fetch|info   shards, tokenizers and the official download
     golf pack RUN_DIR ... | --check DIR    self-contained record folders; check any record
+    golf export ARTIFACT --onnx OUT        ONNX graphs (tied int4 table stored once) + parity check
+    golf generate MODEL --prompt TEXT      sample from an artifact or an exported .onnx
+    golf golfers                           zlib, zstd, lzma, brotli as language models: bpb, samples
+    golf report RUN_DIR ... -o FILE.html   one offline page: bpb, curves, per-byte bits, bytes, samples
 """
 
 from __future__ import annotations
@@ -14,11 +18,11 @@ import argparse
 import sys
 
 from golf import __version__
-from golf.commands import budget, data, demo, inspect, pack, score
+from golf.commands import budget, data, demo, export, generate, golfers, inspect, pack, report, score
 from golf.errors import GolfError
 from quant import QuantError
 
-COMMANDS = (demo, score, inspect, budget, data, pack)
+COMMANDS = (demo, score, inspect, budget, data, pack, export, generate, golfers, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from golf.commands import emit_json
+from golf.commands import add_data_args, data_paths, emit_json
 
 EPILOG = """examples:
   golf score runs/demo/model.golf                 # embedded FineWeb sample, embedded tokenizer
@@ -36,10 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("artifact", type=Path, help="a .golf artifact, a run folder holding model.golf, or a record "
                    "folder (holding submission.json)")
-    p.add_argument("--data", default="embedded",
-                   help="folder (or glob) of fineweb_val_*.bin shards; 'embedded' = golf's FineWeb sample")
-    p.add_argument("--tokenizer", default="embedded",
-                   help="sentencepiece .model the artifact was trained with (its sha256 is checked)")
+    add_data_args(p)
     p.add_argument("--max-tokens", type=int, default=None, help="score only the first N val tokens")
     p.add_argument("--seq-len", type=int, default=None,
                    help="eval window length (default: the training TRAIN_SEQ_LEN recorded in the artifact)")
@@ -71,11 +68,9 @@ def _positive(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from golf import embedded
     from golf.score import score_artifact
 
-    data = embedded.shards_dir() if args.data == "embedded" else Path(args.data)
-    tokenizer = embedded.tokenizer_path() if args.tokenizer == "embedded" else Path(args.tokenizer)
+    data, tokenizer = data_paths(args)
     if (args.artifact / "submission.json").is_file():
         return score_record(args, data, tokenizer)
     artifact = args.artifact / "model.golf" if args.artifact.is_dir() else args.artifact

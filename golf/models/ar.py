@@ -25,6 +25,10 @@ from golf.models import register
 from golf.models.base import LanguageModel, ScoreOutput
 from golf.models.layers import (Block, BlockOptions, CastedLinear, KVCache, SmearGate, TiedEmbedding, TransformerConfig,
                                 num_unet_skips, recurrence_order, rms_norm, unet_forward)
+from golf.models.sampling import sample_next
+
+
+BASELINE_FIELDS = {f.name for f in dataclasses.fields(TransformerConfig)} | {"bos_id"}
 
 
 @dataclasses.dataclass
@@ -50,6 +54,11 @@ class ARConfig(TransformerConfig):
         if self.recur_loops < 1 or not 0 <= self.recur_start <= self.recur_end <= self.num_layers:
             raise ValueError(f"recurrence needs 0 <= RECUR_START <= RECUR_END <= NUM_LAYERS and RECUR_LOOPS >= 1, "
                              f"got {self.recur_start}, {self.recur_end}, {self.num_layers}, {self.recur_loops}")
+
+    def frontier_options(self) -> dict[str, object]:
+        """The frontier options this config turns on (field: value), {} for the baseline."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in BASELINE_FIELDS and getattr(self, f.name) != f.default}
 
     def block_options(self, layer: int) -> BlockOptions:
         return BlockOptions(leaky_slope=self.mlp_leaky_slope, xsa=self.xsa, rope_dims=self.rope_dims,
@@ -135,14 +144,7 @@ class GPT(LanguageModel):
         for _ in range(n):
             last = self.logits(step_input, cache)[:, -1].float()
             cache.length += step_input.size(1)
-            if temperature == 0:
-                nxt = last.argmax(dim=-1, keepdim=True)
-            else:
-                last = last / temperature
-                if top_k is not None:
-                    kth = torch.topk(last, min(top_k, last.size(-1))).values[:, -1:]
-                    last = last.masked_fill(last < kth, float("-inf"))
-                nxt = torch.multinomial(torch.softmax(last, dim=-1), 1, generator=generator)
+            nxt = sample_next(last, temperature, top_k, generator)
             out = torch.cat((out, nxt), dim=1)
             step_input = nxt
         return out
