@@ -82,7 +82,10 @@ def config_from_env(name: str, environ: Mapping[str, str]) -> Any:
             values[field.name] = bool(int(raw)) if kind is bool else kind(raw)
         except ValueError:
             raise GolfError(f"{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from None
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as e:  # a config's own check (__post_init__): a bad setting, said in one line
+        raise GolfError(f"MODEL={name}: {e}") from None
 
 
 def build(name: str, config: Any) -> LanguageModel:
@@ -98,7 +101,7 @@ PLUGINS_ENV = "GOLF_MODEL_PLUGINS"
 
 def _load_builtin_variants() -> None:
     # Importing a variant module registers it; done lazily so `golf.models` imports cheaply.
-    from golf.models import ar  # noqa: F401
+    from golf.models import ar, bits  # noqa: F401
 
     for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
         try:
