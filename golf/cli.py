@@ -6,6 +6,7 @@
     golf budget                    before a run: params, bytes per rule, fit, largest model, FLOPs
     golf data build|tokenizer|fetch|info   shards, tokenizers and the official download
     golf pack RUN_DIR ... | --check DIR    self-contained record folders; check any record
+    golf toy spamlang              copy ids never seen in training: vanilla vs bit-embedding models
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ import argparse
 import sys
 
 from golf import __version__
-from golf.commands import budget, data, demo, inspect, pack, score
+from golf.commands import budget, data, demo, inspect, pack, score, toy
 from golf.errors import GolfError
 from quant import QuantError
 
-COMMANDS = (demo, score, inspect, budget, data, pack)
+COMMANDS = (demo, score, inspect, budget, data, pack, toy)
 
 
 def build_parser() -> argparse.ArgumentParser:
