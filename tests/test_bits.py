@@ -217,7 +217,7 @@ def test_cooc_codes_are_built_from_train_tokens_by_fit_to_train():
 
     report = model.fit_to_train(take)
     assert asked == [4000] and report["code"] == "cooc" and report["bits"] == 6
-    assert not torch.equal(model.codes, codes.binary_codes(64))
+    assert model.codes.dtype == torch.int32 and not torch.equal(model.codes, codes.binary_codes(64).int())
     assert torch.equal(model.token_bits, codes.to_bits(model.codes, 6))
     assert bits_model().fit_to_train(take) == {} and asked == [4000]  # binary codes need no data
 

@@ -16,24 +16,17 @@ from torch import nn
 
 from golf.models import register
 from golf.models.base import LanguageModel, ScoreOutput
-from golf.models.layers import Block, CastedLinear, KVCache, TiedEmbedding, num_unet_skips, rms_norm, unet_forward
+from golf.models.layers import (BackboneConfig, Block, CastedLinear, KVCache, TiedEmbedding, num_unet_skips,
+                                rms_norm, unet_forward)
 
 
 @dataclasses.dataclass
-class ARConfig:
-    """Field names are the official environment variables, lower-cased (VOCAB_SIZE → vocab_size)."""
+class ARConfig(BackboneConfig):
+    """The backbone's fields plus the baseline's tied embedding and logit soft-cap."""
 
-    vocab_size: int = 1024
-    num_layers: int = 9
-    model_dim: int = 512
-    num_heads: int = 8
-    num_kv_heads: int = 4
-    mlp_mult: int = 2
     tie_embeddings: bool = True
     tied_embed_init_std: float = 0.005
     logit_softcap: float = 30.0
-    rope_base: float = 10000.0
-    qk_gain_init: float = 1.5
 
     def __post_init__(self) -> None:
         if self.logit_softcap <= 0:

@@ -32,7 +32,7 @@ from golf.errors import GolfError
 from golf.models import register
 from golf.models.base import LanguageModel, ScoreOutput
 from golf.models.bit_heads import BitwiseARHead, DiffusionHead, LambdaProposal, bitwise_nats, diffusion_elbo
-from golf.models.layers import Block, CastedLinear, KVCache, num_unet_skips, rms_norm, unet_forward
+from golf.models.layers import BackboneConfig, Block, CastedLinear, KVCache, num_unet_skips, rms_norm, unet_forward
 
 HEADS = ("ar", "diffusion")
 CODES = ("binary", "cooc", "emb")
@@ -41,17 +41,9 @@ V_LOSS_MU, V_LOSS_SIGMA, V_LOSS_MIN_GAP = -0.8, 0.8, 0.05
 
 
 @dataclasses.dataclass
-class BitsConfig:
-    """Backbone fields are the AR baseline's; the rest are this family's (env: HEAD, BLOCK, CODE, ...)."""
+class BitsConfig(BackboneConfig):
+    """The AR baseline's backbone fields plus this family's (env: HEAD, BLOCK, CODE, ...)."""
 
-    vocab_size: int = 1024
-    num_layers: int = 9
-    model_dim: int = 512
-    num_heads: int = 8
-    num_kv_heads: int = 4
-    mlp_mult: int = 2
-    rope_base: float = 10000.0
-    qk_gain_init: float = 1.5
     head: str = "ar"              # ar (bitwise-autoregressive, exact) | diffusion (ELBO bound)
     block: int = 1                # tokens per backbone position (BitLM when > 1)
     code: str = "binary"          # binary | cooc | emb
@@ -93,7 +85,8 @@ class BitLM(LanguageModel):
         self.n_bits = bitcodes.code_bits(c.vocab_size)
         self.block_bits = c.block * self.n_bits
         self.proposal = LambdaProposal(c.lambda_min, c.lambda_max)
-        self.register_buffer("codes", bitcodes.binary_codes(c.vocab_size))
+        # int32: half the raw bytes of int64, and any code fits (n ≤ 31 bits).
+        self.register_buffer("codes", bitcodes.binary_codes(c.vocab_size).int())
         self.bit_emb = CastedLinear(self.block_bits, c.model_dim)
         self.blocks = nn.ModuleList(
             Block(c.model_dim, c.num_heads, c.num_kv_heads, c.mlp_mult, c.rope_base, c.qk_gain_init)

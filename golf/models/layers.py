@@ -7,6 +7,7 @@ each matmul, so bf16 autocast on GPU computes in bf16 while the optimizer update
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import torch
@@ -199,3 +200,18 @@ def unet_forward(blocks: nn.ModuleList, skip_weights: torch.Tensor, x: torch.Ten
 
 def num_unet_skips(num_layers: int) -> int:
     return min(num_layers // 2, num_layers - num_layers // 2)
+
+
+@dataclasses.dataclass
+class BackboneConfig:
+    """The baseline transformer's shape. Field names are the official environment variables,
+    lower-cased (VOCAB_SIZE → vocab_size); a family's config extends it with fields of its own."""
+
+    vocab_size: int = 1024
+    num_layers: int = 9
+    model_dim: int = 512
+    num_heads: int = 8
+    num_kv_heads: int = 4
+    mlp_mult: int = 2
+    rope_base: float = 10000.0
+    qk_gain_init: float = 1.5
