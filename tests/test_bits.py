@@ -222,6 +222,18 @@ def test_cooc_codes_are_built_from_train_tokens_by_fit_to_train():
     assert bits_model().fit_to_train(take) == {} and asked == [4000]  # binary codes need no data
 
 
+def test_emb_codes_come_from_another_artifacts_token_embedding(tmp_path):
+    torch.manual_seed(0)
+    ar = models.build("ar", {"vocab_size": 64, "num_layers": 1, "model_dim": 16, "num_heads": 2, "num_kv_heads": 1})
+    path = tmp_path / "ar.golf"
+    quant.write_artifact(path, ar.state_dict(), rule="fp32", roles=ar.checked_roles(),
+                         meta={"model": {"variant": "ar", "config": ar.config_dict()}})
+    model = bits_model(code="emb", code_from=str(path))
+    assert model.fit_to_train(lambda n: pytest.fail("CODE=emb reads no train tokens"))["code"] == "emb"
+    expected = codes.hierarchical_codes(ar.tok_emb.weight.detach(), 6)
+    assert torch.equal(model.codes, expected.int())
+
+
 def test_bad_settings_are_one_line_errors():
     with pytest.raises(GolfError, match="HEAD must be one of ar, diffusion"):
         models.config_from_env("bits", {"HEAD": "softmax"})
