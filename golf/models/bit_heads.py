@@ -164,8 +164,9 @@ class _AdaLNBlock(nn.Module):
         self.fc = CastedLinear(width, 2 * hidden)
         self.proj = CastedLinear(hidden, width)
 
-    def forward(self, a: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        shift, scale, gate = self.ada(cond).chunk(3, dim=-1)
+    def forward(self, a: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
+        """`modulation` = self.ada(condition): computed apart, since it does not depend on a."""
+        shift, scale, gate = modulation.chunk(3, dim=-1)
         u = F.layer_norm(a, (a.size(-1),)) * (1 + scale) + shift
         gate_in, value = self.fc(u).chunk(2, dim=-1)
         return a + gate * self.proj(F.silu(gate_in) * value)
@@ -190,14 +191,22 @@ class DiffusionHead(nn.Module):
 
     def forward(self, z: torch.Tensor, lam: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """x̂ [N, m] for noisy bits z [N, m] at log-SNR λ [N], given features h [N, d]."""
-        prior = matched_filter_logit(z.float(), lam.float())
+        return self.denoise(z, lam, self.modulations(lam, h))
+
+    def modulations(self, lam: torch.Tensor, h: torch.Tensor) -> list[torch.Tensor]:
+        """Every adaLN parameter for (λ, h): all that depends on the condition and not on z, so a
+        sampler computes them for all its steps in one batch."""
         angles = lam.float()[:, None] * self.freqs
         time = torch.cat((angles.sin(), angles.cos()), dim=-1).to(h.dtype)
         cond = F.silu(self.time(time) + self.cond(h))
-        a = self.inp(torch.cat((z.float(), prior.tanh()), dim=-1).to(h.dtype))
-        for block in self.blocks:
-            a = block(a, cond)
-        shift, scale = self.final_ada(cond).chunk(2, dim=-1)
+        return [block.ada(cond) for block in self.blocks] + [self.final_ada(cond)]
+
+    def denoise(self, z: torch.Tensor, lam: torch.Tensor, modulations: list[torch.Tensor]) -> torch.Tensor:
+        prior = matched_filter_logit(z.float(), lam.float())
+        a = self.inp(torch.cat((z.float(), prior.tanh()), dim=-1).to(modulations[0].dtype))
+        for block, modulation in zip(self.blocks, modulations):
+            a = block(a, modulation)
+        shift, scale = modulations[-1].chunk(2, dim=-1)
         r = self.out(F.layer_norm(a, (a.size(-1),)) * (1 + scale) + shift)
         return torch.tanh(prior + r.float())
 
@@ -213,17 +222,22 @@ class DiffusionHead(nn.Module):
         def noise(shape: tuple[int, ...]) -> torch.Tensor:
             return torch.randn(shape, generator=generator, device=h.device)
 
-        grid = torch.linspace(proposal.lo, proposal.hi, steps + 1, device=h.device)
+        def alpha_sigma2(lam: float) -> tuple[float, float]:
+            return math.sqrt(1 / (1 + math.exp(-lam))), 1 / (1 + math.exp(lam))
+
+        grid = [proposal.lo + (proposal.hi - proposal.lo) * i / steps for i in range(steps + 1)]
+        lams = torch.tensor(grid[:-1], device=h.device).repeat_interleave(n)
+        per_step = [m.split(n) for m in self.modulations(lams, h.repeat(steps, 1))]
         z = noise((n, self.n_bits))  # q(z | x) at λ_min is N(0, I) to within α ≈ 0.02
-        for t, s in zip(grid[:-1], grid[1:]):
-            a_t, s_t = vp_alpha_sigma(t)
-            a_s, s_s = vp_alpha_sigma(s)
-            x_hat = self(z, t.expand(n), h).float()
+        for i, (t, s) in enumerate(zip(grid[:-1], grid[1:])):
+            (a_t, s2_t), (a_s, s2_s) = alpha_sigma2(t), alpha_sigma2(s)
+            x_hat = self.denoise(z, lams[i * n:(i + 1) * n], [m[i] for m in per_step]).float()
             a_ts = a_t / a_s
-            var_ts = s_t.square() - a_ts.square() * s_s.square()  # of z_t given z_s
-            mean = a_ts * s_s.square() / s_t.square() * z + a_s * var_ts / s_t.square() * x_hat
-            z = mean + temperature * (var_ts * s_s.square() / s_t.square()).sqrt() * noise(z.shape)
-        logit = 2 * matched_filter_logit(z, grid[-1].expand(n))
+            var_ts = s2_t - a_ts ** 2 * s2_s  # of z_t given z_s
+            z = a_ts * s2_s / s2_t * z + a_s * var_ts / s2_t * x_hat
+            if temperature:
+                z = z + temperature * math.sqrt(var_ts * s2_s / s2_t) * noise(z.shape)
+        logit = 2 * matched_filter_logit(z, torch.full((n,), grid[-1], device=h.device))
         if temperature == 0:
             return torch.where(logit > 0, 1.0, -1.0)
         u = torch.rand(logit.shape, generator=generator, device=h.device)
