@@ -261,3 +261,12 @@ def test_spamlang_ci_size():
         assert report[name]["bits_per_token_unseen"] < 0.1, report[name]
     assert report["bits-diffusion"]["label"] == "bound" and report["bits-diffusion"]["bits_stderr_unseen"] > 0
     assert report["vanilla-untied"]["copy_acc_seen"] >= 0.9 and report["vanilla-untied"]["copy_acc_unseen"] <= 0.05
+
+
+def test_golf_budget_counts_the_bit_model_by_its_roles(capsys):
+    from conftest import run_cli
+
+    run_cli(["budget", "--model", "bits", "--vocab-size", "8192", "--no-search"])
+    out = capsys.readouterr().out
+    assert "token embedding                           0" in out
+    assert "bits (family role)                    6,656" in out and "bithead (family role)" in out
