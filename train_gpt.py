@@ -41,7 +41,7 @@ import golf.errors
 import quant
 from golf import embedded, models, presets, selfcontained
 from golf.bpb import load_tokenizer, scoring_table
-from golf.data import DistributedTokenLoader, find_shards, load_val_tokens, val_windows
+from golf.data import DistributedTokenLoader, TokenStream, find_shards, load_val_tokens, val_windows
 from golf.calibrate import collect_hessians
 from golf.compile import compile_model, newton_schulz, resolve_compile
 from golf.challenge import CAP_BYTES, TRAIN_SECONDS
@@ -451,6 +451,10 @@ def main() -> None:
     vocab = sp.vocab_size()
     check_vocab(model, vocab)
     train_files = find_shards(data_path, "train")
+    # A family may fit part of itself to the data before step 0 (MODEL=bits CODE=cooc builds its bit
+    # code from training co-occurrences): from the start of the train stream, the same on every
+    # rank, never from val. It runs before the clock starts; its time is logged so a record can count it.
+    fitted = model.fit_to_train(lambda n: TokenStream(train_files, vocab).take(n))
     val_tokens = load_val_tokens(find_shards(data_path, "val"), args.train_seq_len,
                                  max_tokens=args.val_max_tokens or None, vocab_size=vocab)
     table, rule_difference = scoring_table(sp, val_tokens, model.vocab_size)  # refuses <unk> before training
@@ -469,6 +473,8 @@ def main() -> None:
     rt.log0(f"val_loader:tokens:{val_tokens.numel()} windows:{windows.size(0)}")
     if rule_difference:
         rt.log0(rule_difference.note())
+    if fitted:
+        rt.log0(f"fit_to_train {json.dumps(fitted, sort_keys=True)}")
     rt.log0(f"model:{args.model} model_params:{sum(p.numel() for p in model.parameters())} "
             f"config:{json.dumps(model.config_dict(), sort_keys=True)}")
     rt.log0(f"world_size:{rt.world_size} grad_accum_steps:{grad_accum} device:{rt.device} "

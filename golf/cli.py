@@ -10,6 +10,7 @@
     golf generate MODEL --prompt TEXT      sample from an artifact or an exported .onnx
     golf golfers                           zlib, zstd, lzma, brotli as language models: bpb, samples
     golf report RUN_DIR ... -o FILE.html   one offline page: bpb, curves, per-byte bits, bytes, samples
+    golf toy spamlang                      copy ids never seen in training: vanilla vs bit-embedding models
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import argparse
 import sys
 
 from golf import __version__
-from golf.commands import budget, data, demo, export, generate, golfers, inspect, pack, report, score
+from golf.commands import budget, data, demo, export, generate, golfers, inspect, pack, report, score, toy
 from golf.errors import GolfError
 from quant import QuantError
 
-COMMANDS = (demo, score, inspect, budget, data, pack, export, generate, golfers, report)
+COMMANDS = (demo, score, inspect, budget, data, pack, export, generate, golfers, report, toy)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -186,7 +186,8 @@ def print_report(r: dict[str, Any]) -> None:
     print(f"\n{'parameters':<30} {'params':>14}  {'share':>6}")
     for key, count in p["components"].items():
         if count or key != "lm_head":
-            print(f"  {labels[key]:<28} {count:>14,}  {_pct(count / p['total'] if p['total'] else 0)}")
+            label = labels.get(key, f"{key} (family role)")
+            print(f"  {label:<28} {count:>14,}  {_pct(count / p['total'] if p['total'] else 0)}")
     print(f"  {'total':<28} {p['total']:>14,}  ({p['tensors']} tensors)")
     head = "embedding = LM head" if v["tied"] else "x 2: embedding + LM head"
     print(f"vocabulary V x D = {v['vocab_size']} x {v['model_dim']} ({head}) = {v['params']:,} params, "

@@ -111,7 +111,7 @@ PLUGINS_ENV = "GOLF_MODEL_PLUGINS"
 
 def _load_builtin_variants() -> None:
     # Importing a variant module registers it; done lazily so `golf.models` imports cheaply.
-    from golf.models import ar, mdlm  # noqa: F401
+    from golf.models import ar, bits, mdlm  # noqa: F401
 
     for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
         try:

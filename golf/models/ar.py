@@ -23,8 +23,9 @@ from torch import nn
 
 from golf.models import register
 from golf.models.base import LanguageModel, ScoreOutput
-from golf.models.layers import (Block, BlockOptions, CastedLinear, KVCache, SmearGate, TiedEmbedding, TransformerConfig,
-                                num_unet_skips, recurrence_order, rms_norm, unet_forward)
+from golf.models.config import TransformerConfig
+from golf.models.layers import (Block, BlockOptions, CastedLinear, KVCache, SmearGate, TiedEmbedding, num_unet_skips,
+                                recurrence_order, rms_norm, unet_forward)
 from golf.models.sampling import sample_next
 
 

@@ -15,6 +15,7 @@ past the tokenizer's are reserved (a mask id, say): never targets, worth 0 bytes
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -87,6 +88,13 @@ class LanguageModel(nn.Module):
                  top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """Continue `prompt` [B, P] by `n` tokens; returns [B, P+n]."""
         raise NotImplementedError
+
+    def fit_to_train(self, take: Callable[[int], torch.Tensor]) -> dict[str, Any]:
+        """Data-dependent set-up before step 0 (e.g. bit codes from training co-occurrences), from
+        training data only: `take(n)` returns the first n tokens of the train stream, the same on every
+        rank. The trainer calls it once, before the optimizers and DDP exist, and logs what it returns
+        ({} = nothing to do, the default)."""
+        return {}
 
     def tensor_roles(self) -> dict[str, str]:
         """{state-dict tensor name: role} for every saved tensor (see STANDARD_ROLES, family_roles)."""

@@ -26,29 +26,6 @@ FakeQuant = Callable[[torch.Tensor], torch.Tensor]
 _SDPA_HAS_GQA = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 5)
 
 
-@dataclasses.dataclass
-class TransformerConfig:
-    """The transformer every family builds from these pieces, with the baseline's names (the official
-    environment variables, lower-cased: VOCAB_SIZE → vocab_size) and defaults. A family's config
-    inherits these fields and adds its own after them."""
-
-    vocab_size: int = 1024
-    num_layers: int = 9
-    model_dim: int = 512
-    num_heads: int = 8
-    num_kv_heads: int = 4
-    mlp_mult: int = 2
-    tie_embeddings: bool = True
-    tied_embed_init_std: float = 0.005
-    logit_softcap: float = 30.0
-    rope_base: float = 10000.0
-    qk_gain_init: float = 1.5
-
-    def __post_init__(self) -> None:
-        if self.logit_softcap <= 0:
-            raise ValueError(f"logit_softcap must be > 0, got {self.logit_softcap}")
-
-
 def rms_norm(x: torch.Tensor) -> torch.Tensor:
     return F.rms_norm(x, (x.size(-1),))
 

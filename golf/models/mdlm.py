@@ -41,8 +41,8 @@ from torch import nn
 from golf.errors import GolfError
 from golf.models import register
 from golf.models.base import LanguageModel, ScoreOutput
-from golf.models.layers import (Block, CastedLinear, TiedEmbedding, TransformerConfig, num_unet_skips, rms_norm,
-                                unet_forward)
+from golf.models.config import TransformerConfig
+from golf.models.layers import Block, CastedLinear, TiedEmbedding, num_unet_skips, rms_norm, unet_forward
 
 SCORE_MODES = ("nelbo", "chain")
 TIME_FEATURES = 16  # cosine features of t fed to the optional time input
