@@ -21,7 +21,8 @@ ids never seen. bits/token: at the copy positions (true conditional entropy 0), 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from golf.toy_spamlang import MODELS, SpamLangSetup
 
-    toy = sub.add_parser("toy", help="small CPU experiments (spamlang)", description=__doc__)
+    toy = sub.add_parser("toy", help="small CPU experiments (spamlang)", description=__doc__, epilog=EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     toys = toy.add_subparsers(dest="toy", metavar="TOY", required=True)
     p = toys.add_parser("spamlang", help="copy ids never seen in training: vanilla vs bit models",
                         description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
