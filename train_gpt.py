@@ -341,7 +341,8 @@ def build_optimizers(args: Hyperparameters, model: models.LanguageModel, rt: Run
 # Why constant-then-linear-warmdown: the baseline's schedule. Under a wallclock cap the
 # warmdown is measured in time (WARMDOWN_ITERS × the mean step time so far), so the LR reaches
 # zero when the cap does however fast the hardware is. WARMDOWN_FRAC, a golf addition, sets
-# the warmdown as a share of the run instead.
+# the warmdown as a share of the run instead. With a GPTQ rule the loop's cap is the wallclock
+# cap less GPTQ_RESERVE_SECONDS (golf.clocks), and the schedule ends there.
 
 
 def run_progress(args: Hyperparameters, step: int, elapsed_ms: float, reserve_s: float = 0.0) -> float:
@@ -379,6 +380,11 @@ def lr_multiplier(args: Hyperparameters, step: int, elapsed_ms: float, reserve_s
 # weights are quantized by QUANT's per-tensor rule (default: the official int8 per-row scheme
 # with small tensors kept in float), compressed into one artifact (a JSON manifest + payload
 # with a checksum; never a pickle), read back from disk and scored from the bytes alone.
+# The rules as practised (golf.clocks): GPTQ calibration reads training data, so it runs on
+# the training clock, inside the cap; the eval clock starts at the artifact read and covers
+# decompression, the rebuild and every score. The final evaluation is EVAL_SEQ_LEN/EVAL_STRIDE
+# windows with optional score-first TTT (golf.evalplan), recorded in the artifact so `golf
+# score` reproduces it; the log ends with the lines records prove compliance with.
 
 
 def artifact_meta(args: Hyperparameters, model: models.LanguageModel, tok_path: Path,
@@ -413,8 +419,8 @@ def _tag(text: str) -> str:
 # -----------------------------------------------------------------------------
 # Why this loop: it is the baseline's. Gradient accumulation keeps the global batch fixed
 # whatever the world size; DDP syncs gradients on the last micro-step only; train time pauses
-# during validation; once the wallclock cap is reached on any rank, all ranks stop after the
-# same step. A NaN/inf loss stops the run before it can corrupt the weights, and the last good
+# during validation; once the wallclock cap (less any GPTQ reserve) is reached on any rank, all
+# ranks stop after the same step. A NaN/inf loss stops the run before it can corrupt the weights, and the last good
 # weights are saved.
 
 

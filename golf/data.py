@@ -121,7 +121,7 @@ def find_shards(data: str | Path, split: str) -> list[Path]:
         searched = f"fineweb_{split}_*.bin shards in {data}"
     else:
         files = sorted(Path(p) for p in glob.glob(str(data)) if not is_byte_sidecar(p))
-        searched = f"token shards matching {data} (byte sidecars {BYTE_SIDECAR_PREFIX}*.bin do not count)"
+        searched = f"files matching {data} that are token shards (byte sidecars {BYTE_SIDECAR_PREFIX}*.bin are not)"
     if not files:
         raise GolfError(f"no {searched} (get shards with `golf data fetch` or `golf data build`)")
     return files

@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 from golf.bpb import ByteTable
 from golf.data import rank_slice
@@ -235,7 +236,8 @@ def score_first_ttt(model: LanguageModel, windows: EvalWindows, table: ByteTable
     sums = [0.0, 0, 0, 0.0]  # nats, tokens, bytes, variance
     labels: set[str] = set()
     updates, score_s, train_s = 0, 0.0, 0.0
-    for c in range(n_chunks):
+    bar = tqdm(range(n_chunks), desc="ttt", unit="chunk", disable=not progress or rank != 0 or None, leave=False)
+    for c in bar:
         chunk = windows[c * per_chunk:(c + 1) * per_chunk]
         t0 = time.perf_counter()
         part = evaluate(model, chunk, table, batch_windows=batch_windows, device=device, rank=rank,
@@ -249,9 +251,7 @@ def score_first_ttt(model: LanguageModel, windows: EvalWindows, table: ByteTable
         sums[1] += part.tokens
         sums[2] += part.bytes
         sums[3] += (part.nats_stderr or 0.0) ** 2
-        if progress and rank == 0:
-            print(f"ttt chunk {c + 1}/{n_chunks} val_bpb so far {sums[0] / math.log(2) / max(sums[2], 1):.6f}",
-                  flush=True)
+        bar.set_postfix(val_bpb=f"{sums[0] / math.log(2) / max(sums[2], 1):.5f}", refresh=False)
         if c == n_chunks - 1 or config.epochs == 0:
             continue
         t0 = time.perf_counter()

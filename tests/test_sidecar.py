@@ -10,24 +10,15 @@ import pytest
 import torch
 
 from golf import embedded
-from golf.bpb import build_byte_table, load_tokenizer, target_bytes
+from golf.bpb import target_bytes
 from golf.cli import main
 from golf.data import find_shards, load_val_tokens, read_shard, write_shard
 from golf.errors import GolfError
 from golf.sidecar import audit_sidecar, load_sidecar
 from test_cli import write_tiny_artifact
+from test_sliding import sp, table  # noqa: F401  (fixtures)
 
 PRIVATE = "\ue001"  # a CaseOps-style sentinel: "capitalize the next letter"
-
-
-@pytest.fixture(scope="module")
-def sp():
-    return load_tokenizer(embedded.tokenizer_path())
-
-
-@pytest.fixture(scope="module")
-def table(sp):
-    return build_byte_table(sp, 1024)
 
 
 def table_credit(table, tokens: np.ndarray) -> np.ndarray:
@@ -54,7 +45,7 @@ def test_token_shard_globs_never_match_sidecars(shards):
     names = ["fineweb_val_000000.bin", "fineweb_val_000001.bin"]
     assert [p.name for p in find_shards(shards, "val")] == names
     assert [p.name for p in find_shards(str(shards / "fineweb_val_*.bin"), "val")] == names
-    with pytest.raises(GolfError, match="byte sidecars .* do not count"):
+    with pytest.raises(GolfError, match="byte sidecars fineweb_val_bytes_.*bin are not"):
         find_shards(str(shards / "fineweb_val_bytes_*.bin"), "val")
 
 

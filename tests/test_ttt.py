@@ -7,21 +7,15 @@ import pytest
 import torch
 
 from golf import embedded
-from golf.bpb import build_byte_table, load_tokenizer
 from golf.data import find_shards, load_val_tokens
 from golf.errors import GolfError
 from golf.evalplan import EvalPlan, plan_from_meta
 from golf.score import evaluate
 from golf.sliding import sliding_windows
 from golf.ttt import ScoreFirstGuard, ScoreFirstViolation, TTTConfig, chunk_target_range, score_first_ttt, train_on_chunk
-from test_sliding import context_model
+from test_sliding import context_model, sp, table  # noqa: F401  (fixtures)
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def table():
-    return build_byte_table(load_tokenizer(embedded.tokenizer_path()), 1024)
 
 
 @pytest.fixture(scope="module")
