@@ -14,16 +14,21 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
-import torch
+# Run as a script, this folder comes first on sys.path and bench/quant.py would shadow the `quant` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from golf import embedded, models
-from golf.bpb import build_byte_table, load_tokenizer
-from golf.data import find_shards, load_val_tokens
-from golf.score import evaluate, resolve_device
-from golf.sliding import sliding_windows
+import torch  # noqa: E402
+
+from golf import embedded, models  # noqa: E402
+from golf.bpb import build_byte_table, load_tokenizer  # noqa: E402
+from golf.data import find_shards, load_val_tokens  # noqa: E402
+from golf.score import evaluate, resolve_device  # noqa: E402
+from golf.sliding import sliding_windows  # noqa: E402
+
 
 SHAPES = {
     "demo 4x256 seq256": ({"NUM_LAYERS": "4", "MODEL_DIM": "256", "NUM_HEADS": "4", "NUM_KV_HEADS": "2"}, 256),
