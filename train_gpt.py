@@ -39,17 +39,21 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import golf
 import golf.errors
 import quant
-from golf import embedded, models, presets, selfcontained
+from golf import clocks, embedded, models, presets, selfcontained
 from golf.bpb import load_tokenizer, scoring_table
-from golf.data import DistributedTokenLoader, TokenStream, find_shards, load_val_tokens, val_windows
+from golf.data import DistributedTokenLoader, TokenStream, find_shards, load_val_tokens
 from golf.calibrate import collect_hessians
 from golf.compile import compile_model, newton_schulz, resolve_compile
 from golf.challenge import CAP_BYTES, TRAIN_SECONDS
 from golf.ema import WeightEMA
+from golf.evalplan import EvalPlan, headline, run_plan
 from golf.optim import Muon
 from golf.precision import apply_dtype_policy, eval_autocast, resolve_precision, train_autocast
 from golf.qat import enable_qat
-from golf.score import check_scorable, check_vocab, evaluate, model_from_artifact
+from golf.score import ScoreResult, check_scorable, check_vocab, evaluate, model_from_artifact
+from golf.sidecar import load_sidecar
+from golf.sliding import sliding_windows
+from golf.ttt import TTTConfig
 from golf.warmup import warm_up_and_reset
 
 # -----------------------------------------------------------------------------
@@ -137,6 +141,7 @@ class Hyperparameters:
     compressor = _env("COMPRESSOR", "zstd-22")       # artifact compressor (official: zlib-9); auto = smallest
     qat_start_frac = _env("QAT_START_FRAC", 0.0, float)  # >0: fake-quantize intN weights from this share of the run on
     gptq_calib_tokens = _env("GPTQ_CALIB_TOKENS", 131_072, int)  # train tokens for GPTQ Hessians (rule gptq=1)
+    gptq_reserve_seconds = _env("GPTQ_RESERVE_SECONDS", 12.0, float)  # rule gptq=1: stop this early, calibrate in the cap
     eval_seed = _env("EVAL_SEED", seed, int)         # seeds a Monte Carlo (bound) score's draws
     eval_samples = _env("EVAL_SAMPLES", 1, int)      # Monte Carlo estimates per val window (bound scores)
     device = _env("DEVICE", "auto")                  # auto | cuda | cpu
@@ -152,6 +157,17 @@ class Hyperparameters:
     muon_weight_decay = _env("MUON_WEIGHT_DECAY", 0.0, float)  # decoupled, × the scheduled LR (tapers)
     embed_weight_decay = _env("EMBED_WEIGHT_DECAY", 0.0, float)  # AdamW on the embedding and head
     recur_start_frac = _env("RECUR_START_FRAC", 0.0, float)  # depth recurrence switched on from here
+
+    # Final evaluation (golf additions; defaults = the baseline's non-overlapping windows, no TTT).
+    eval_seq_len = _env("EVAL_SEQ_LEN", train_seq_len, int)  # final eval window length L
+    eval_stride = _env("EVAL_STRIDE", eval_seq_len, int)     # < L: sliding windows, each scoring its last S
+    ttt_enabled = _env("TTT_ENABLED", 0, int)                # 1: score-first test-time training (golf.ttt)
+    ttt_chunk_tokens = _env("TTT_CHUNK_TOKENS", 32_768, int)
+    ttt_epochs = _env("TTT_EPOCHS", 3, int)
+    ttt_lr = _env("TTT_LR", 0.002, float)
+    ttt_momentum = _env("TTT_MOMENTUM", 0.9, float)
+    ttt_batch_seqs = _env("TTT_BATCH_SEQS", 32, int)
+    ttt_grad_clip = _env("TTT_GRAD_CLIP", 1.0, float)
 
 
 # -----------------------------------------------------------------------------
@@ -338,21 +354,25 @@ def build_optimizers(args: Hyperparameters, model: models.LanguageModel, rt: Run
 # warmdown is measured in time (WARMDOWN_ITERS × the mean step time so far), so the LR reaches
 # zero when the cap does however fast the hardware is. WARMDOWN_FRAC, a golf addition, sets
 # the warmdown as a share of the run instead, and MIN_LR floors it (the top records stop at 0.1).
+# With a GPTQ rule the loop's cap is the wallclock cap less GPTQ_RESERVE_SECONDS (golf.clocks),
+# and the schedule ends there.
 
 
-def run_progress(args: Hyperparameters, step: int, elapsed_ms: float) -> float:
+def run_progress(args: Hyperparameters, step: int, elapsed_ms: float, reserve_s: float = 0.0) -> float:
     """How far through the run we are, 0..1: by steps or by wallclock, whichever is further."""
     by_steps = step / args.iterations if args.iterations > 0 else 0.0
-    by_time = elapsed_ms / (1000.0 * args.max_wallclock_seconds) if args.max_wallclock_seconds > 0 else 0.0
+    cap_ms = clocks.training_cap_ms(args.max_wallclock_seconds, reserve_s)
+    by_time = elapsed_ms / max(cap_ms, 1e-9) if cap_ms is not None else 0.0
     return max(by_steps, by_time)
 
 
-def lr_multiplier(args: Hyperparameters, step: int, elapsed_ms: float) -> float:
-    return max(warmdown_multiplier(args, step, elapsed_ms), args.min_lr)
+def lr_multiplier(args: Hyperparameters, step: int, elapsed_ms: float, reserve_s: float = 0.0) -> float:
+    return max(warmdown_multiplier(args, step, elapsed_ms, reserve_s), args.min_lr)
 
 
-def warmdown_multiplier(args: Hyperparameters, step: int, elapsed_ms: float) -> float:
-    cap_ms = 1000.0 * args.max_wallclock_seconds if args.max_wallclock_seconds > 0 else None
+def warmdown_multiplier(args: Hyperparameters, step: int, elapsed_ms: float, reserve_s: float = 0.0) -> float:
+    """The LR scale; under a wallclock cap it reaches 0 where training stops (the cap less the GPTQ reserve)."""
+    cap_ms = clocks.training_cap_ms(args.max_wallclock_seconds, reserve_s)
     if cap_ms is None:
         warmdown = (args.warmdown_frac * args.iterations if args.warmdown_frac > 0
                     else args.warmdown_iters)
@@ -377,14 +397,19 @@ def warmdown_multiplier(args: Hyperparameters, step: int, elapsed_ms: float) -> 
 # weights are quantized by QUANT's per-tensor rule (default: the official int8 per-row scheme
 # with small tensors kept in float), compressed into one artifact (a JSON manifest + payload
 # with a checksum; never a pickle), read back from disk and scored from the bytes alone.
+# The rules as practised (golf.clocks): GPTQ calibration reads training data, so it runs on
+# the training clock, inside the cap; the eval clock starts at the artifact read and covers
+# decompression, the rebuild and every score. The final evaluation is EVAL_SEQ_LEN/EVAL_STRIDE
+# windows with optional score-first TTT (golf.evalplan), recorded in the artifact so `golf
+# score` reproduces it; the log ends with the lines records prove compliance with.
 
 
 def artifact_meta(args: Hyperparameters, model: models.LanguageModel, tok_path: Path,
-                  tok_sha: str, vocab: int, batch_windows: int) -> dict:
-    # Everything `golf score` needs to rebuild the model and reproduce the trainer's score.
+                  tok_sha: str, vocab: int, plan: EvalPlan, batch_windows: int) -> dict:
+    # Everything `golf score` needs to rebuild the model and reproduce the trainer's final score.
     return {"model": {"variant": model.variant, "config": model.config_dict()},
             "tokenizer": {"name": tok_path.name, "sha256": tok_sha, "vocab_size": vocab},
-            "eval": {"seq_len": args.train_seq_len, "seed": args.eval_seed, "samples": args.eval_samples,
+            "eval": {**plan.meta(), "seed": args.eval_seed, "samples": args.eval_samples,
                      "batch_windows": batch_windows},
             "run": {"run_id": args.run_id, "seed": args.seed, "preset": PRESET or None,
                     "training": training_options(args)},
@@ -401,8 +426,8 @@ def training_options(args: Hyperparameters) -> dict:
 
 def calibrate(args: Hyperparameters, rt: Runtime, model: models.LanguageModel, loader: DistributedTokenLoader,
               grad_accum: int, dtype: torch.dtype | None) -> tuple[dict[str, torch.Tensor], float]:
-    # GPTQ's Hessians from the start of the *train* stream (never val), after the clock stopped;
-    # its cost is logged so a record can count it.
+    # GPTQ's Hessians from the start of the *train* stream (never val), right after the training
+    # loop stopped GPTQ_RESERVE_SECONDS early: they must be collected inside the training clock.
     batches = max(1, args.gptq_calib_tokens // args.train_batch_tokens * grad_accum)
     stream = (loader.next_batch(args.train_batch_tokens, args.train_seq_len, grad_accum) for _ in range(batches))
     hessians, seconds = collect_hessians(model, stream, device=rt.device, autocast_dtype=dtype)
@@ -421,8 +446,8 @@ def _tag(text: str) -> str:
 # -----------------------------------------------------------------------------
 # Why this loop: it is the baseline's. Gradient accumulation keeps the global batch fixed
 # whatever the world size; DDP syncs gradients on the last micro-step only; train time pauses
-# during validation; once the wallclock cap is reached on any rank, all ranks stop after the
-# same step. A NaN/inf loss stops the run before it can corrupt the weights, and the last good
+# during validation; once the wallclock cap (less any GPTQ reserve) is reached on any rank, all
+# ranks stop after the same step. A NaN/inf loss stops the run before it can corrupt the weights, and the last good
 # weights are saved.
 
 
@@ -436,6 +461,8 @@ def main() -> None:
     torch.manual_seed(args.seed)
     data_path, tok_path = resolve_data(args)
     rule = quant.parse_rule(args.quant_rule)  # a bad QUANT or COMPRESSOR fails now, not after training
+    reserve_s = args.gptq_reserve_seconds if rule.gptq else 0.0  # the training loop's share of the cap goes to GPTQ
+    plan = eval_plan(args)  # so does a bad EVAL_* or TTT_* knob
     if args.compressor != quant.AUTO:
         quant.get_compressor(args.compressor)
     grad_accum = args.grad_accum_steps or max(1, 8 // rt.world_size)
@@ -455,13 +482,16 @@ def main() -> None:
     # code from training co-occurrences): from the start of the train stream, the same on every
     # rank, never from val. It runs before the clock starts; its time is logged so a record can count it.
     fitted = model.fit_to_train(lambda n: TokenStream(train_files, vocab).take(n))
-    val_tokens = load_val_tokens(find_shards(data_path, "val"), args.train_seq_len,
-                                 max_tokens=args.val_max_tokens or None, vocab_size=vocab)
+    val_files = find_shards(data_path, "val")
+    # Not truncated here: each evaluation cuts the stream to whole windows of its own length.
+    val_tokens = load_val_tokens(val_files, 1, max_tokens=args.val_max_tokens or None, vocab_size=vocab)
     table, rule_difference = scoring_table(sp, val_tokens, model.vocab_size)  # refuses <unk> before training
-    windows = val_windows(val_tokens, args.train_seq_len)
+    sidecar = load_sidecar(val_files, val_tokens.numel())  # per-token bytes, where the shards carry them
+    windows = sliding_windows(val_tokens, args.train_seq_len, sidecar=sidecar)
     val_batch_windows = max(1, args.val_batch_size // (rt.world_size * grad_accum) // args.train_seq_len)
+    plan_batch_windows = max(1, args.val_batch_size // (rt.world_size * grad_accum) // plan.length)
     eval_dtype = eval_autocast(precision)
-    meta = artifact_meta(args, model, tok_path, tok_sha, vocab, val_batch_windows)
+    meta = artifact_meta(args, model, tok_path, tok_sha, vocab, plan, plan_batch_windows)
     # A score that cannot run as configured (EVAL_SAMPLES too small for a bound) fails now, not after training.
     check_scorable(model, windows, device=rt.device, seed=args.eval_seed, samples=args.eval_samples)
     train_dtype = train_autocast(args.autocast, precision)
@@ -470,7 +500,8 @@ def main() -> None:
     log_environment(rt, args, code)
     rt.log0(f"val_bpb:enabled tokenizer_kind=sentencepiece tokenizer_path={tok_path} sha256:{tok_sha[:16]}")
     rt.log0(f"train_loader:dataset:{data_path} train_shards:{len(train_files)}")
-    rt.log0(f"val_loader:tokens:{val_tokens.numel()} windows:{windows.size(0)}")
+    rt.log0(f"val_loader:tokens:{val_tokens.numel()} windows:{len(windows)} "
+            f"bytes:{'sidecar' if sidecar is not None else 'table'}")
     if rule_difference:
         rt.log0(rule_difference.note())
     if fitted:
@@ -488,6 +519,7 @@ def main() -> None:
             f"min_lr:{args.min_lr} muon_row_norm:{args.muon_row_norm} muon_polar_express:{args.muon_polar_express} "
             f"muon_weight_decay:{args.muon_weight_decay} embed_weight_decay:{args.embed_weight_decay} "
             f"recur_start_frac:{args.recur_start_frac}")
+    rt.log0(f"final_eval:{plan.name} {plan.describe()}")
     rt.log0(f"embed_lr:{embed_lr(args, model)} "
             f"head_lr:{args.head_lr} matrix_lr:{args.matrix_lr} scalar_lr:{args.scalar_lr} seed:{args.seed}")
 
@@ -553,7 +585,9 @@ def main() -> None:
         if not hasattr(model, "recurrence_on"):
             raise SystemExit(f"train_gpt.py: RECUR_START_FRAC is set but model {args.model!r} has no depth recurrence")
         model.recurrence_on = False
-    cap_ms = 1000.0 * args.max_wallclock_seconds if args.max_wallclock_seconds > 0 else None
+    cap_ms = clocks.training_cap_ms(args.max_wallclock_seconds, reserve_s)
+    if rule.gptq and cap_ms is not None:
+        rt.log0(clocks.reserve_line(reserve_s, cap_ms))
     training_ms, stop_after, step, qat_on = 0.0, None, 0, False
     val_loss = val_bpb = float("nan")
     rt.sync()
@@ -581,12 +615,12 @@ def main() -> None:
             break
 
         elapsed_ms = training_ms + 1000.0 * (time.perf_counter() - t0)
-        scale = lr_multiplier(args, step, elapsed_ms)
+        scale = lr_multiplier(args, step, elapsed_ms, reserve_s)
         if args.qat_start_frac > 0 and not qat_on and rt.any_true(
-                run_progress(args, step, elapsed_ms) >= args.qat_start_frac):
+                run_progress(args, step, elapsed_ms, reserve_s) >= args.qat_start_frac):
             qat_on = True
             rt.log0(f"qat:enabled step:{step} layers:{enable_qat(model, rule, roles)} rule:{rule.spec}")
-        if recurrence_pending and rt.any_true(run_progress(args, step, elapsed_ms) >= args.recur_start_frac):
+        if recurrence_pending and rt.any_true(run_progress(args, step, elapsed_ms, reserve_s) >= args.recur_start_frac):
             recurrence_pending, model.recurrence_on = False, True
             rt.log0(f"recurrence:enabled step:{step} order:{model.block_order()}")
         zero_grad()
@@ -631,15 +665,23 @@ def main() -> None:
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     artifact_path = rt.run_dir / "model.golf"
     hessians, gptq_seconds = None, 0.0
-    if rule.gptq:
-        hessians, gptq_seconds = calibrate(args, rt, model, make_loader(), grad_accum, train_dtype)
+    if rule.gptq:  # on the training clock: it ends where the loop stopped, GPTQ_RESERVE_SECONDS early
+        rt.sync()
+        calibration_start = time.perf_counter()
+        hessians, _ = calibrate(args, rt, model, make_loader(), grad_accum, train_dtype)
+        rt.sync()
+        gptq_seconds = time.perf_counter() - calibration_start
+        rt.log0(clocks.calibration_line(training_ms, 1000 * gptq_seconds, args.max_wallclock_seconds))
     if rt.is_main:
         quant.write_artifact(rt.run_dir / "model_raw.golf", state, rule="fp32", roles=roles, meta=meta,
                              compressor="none")
         quant.write_artifact(artifact_path, state, rule=rule, roles=roles, meta=meta, compressor=args.compressor,
                              hessians=hessians)
     rt.barrier()
-    loaded = quant.read_artifact(artifact_path)
+    # The eval clock starts here: reading and decompressing the artifact count, as do all scoring and TTT.
+    eval_clock = clocks.EvalClock(sync=rt.sync)
+    with eval_clock.phase("read"):
+        loaded = quant.read_artifact(artifact_path)
     compressor = loaded.compressor  # what COMPRESSOR=auto chose
     bytes_model = artifact_path.stat().st_size
     bytes_code = code.packed_bytes  # the self-contained train_gpt.py `golf pack` writes (or this file, if packed)
@@ -649,19 +691,41 @@ def main() -> None:
     rt.log0(f"Total submission size {args.quant_rule}+{compressor}: {bytes_model + bytes_code} bytes "
             f"(cap {CAP_BYTES}, headroom {CAP_BYTES - bytes_model - bytes_code})")
 
-    roundtrip_model = model_from_artifact(loaded.meta, loaded.state_dict).to(rt.device)
-    result = validate(roundtrip_model)
-    tag = f"final_{_tag(args.quant_rule)}_{_tag(compressor)}_roundtrip"
-    rt.log0(f"{tag} val_loss:{result.val_loss:.4f} val_bpb:{result.val_bpb:.4f} "
-            f"eval_time:{1000 * result.seconds:.0f}ms label:{result.label}")
-    rt.log0(f"{tag}_exact val_loss:{result.val_loss:.8f} val_bpb:{result.val_bpb:.8f}")
-    rt.metric(kind="final", step=step, val_loss=result.val_loss, val_bpb=result.val_bpb, label=result.label,
-              val_bpb_stderr=result.bpb_stderr, train_time_ms=round(training_ms), tokens_seen=tokens_seen,
+    with eval_clock.phase("build"):
+        roundtrip_model = model_from_artifact(loaded.meta, loaded.state_dict).to(rt.device)
+    with eval_clock.phase("roundtrip"):
+        result = validate(roundtrip_model)
+    tag = f"final_{_tag(args.quant_rule)}_{_tag(compressor)}"
+    log_final(rt, f"{tag}_roundtrip", result)
+    final, evals, guard = result, {"roundtrip": result.as_dict()}, None
+    if plan != EvalPlan(args.train_seq_len, args.train_seq_len):  # the headline is the plan's score
+        with eval_clock.phase(plan.name):
+            outcome = run_plan(roundtrip_model, val_tokens, table, plan, sidecar=sidecar,
+                               batch_windows=plan_batch_windows, device=rt.device, rank=rt.rank,
+                               world_size=rt.world_size, autocast_dtype=eval_dtype, seed=args.eval_seed,
+                               samples=args.eval_samples)
+        final, evals[plan.name] = headline(outcome), outcome.as_dict()
+        log_final(rt, f"{tag}_{plan.name}", final, f" eval_seq_len:{plan.length} stride:{plan.stride}")
+        if plan.ttt is not None:
+            guard = outcome.guard
+            rt.log0(f"ttt:score_first verified:1 chunks:{outcome.chunks} updates:{outcome.updates} "
+                    f"targets_scored:{guard['targets_scored']} positions_trained:{guard['positions_trained']} "
+                    f"checks:{guard['checks']}")
+    rt.log0(eval_clock.line())
+    compliance = clocks.compliance(
+        bytes_model=bytes_model, bytes_code=bytes_code, max_wallclock_seconds=args.max_wallclock_seconds,
+        train_ms=training_ms, steps=step, stopped_early=stop_after is not None and step < args.iterations,
+        gptq=rule.gptq, reserve_s=reserve_s, calibration_s=gptq_seconds, eval_clock=eval_clock,
+        final_eval=plan.name, score_first=guard, world_size=rt.world_size)
+    rt.log0(clocks.compliance_line(compliance))
+    rt.metric(kind="final", step=step, val_loss=final.val_loss, val_bpb=final.val_bpb, label=final.label,
+              val_bpb_stderr=final.bpb_stderr, train_time_ms=round(training_ms), tokens_seen=tokens_seen,
               bytes_total=bytes_model + bytes_code)
 
     summary = {
-        **result.as_dict(), "pre_quant_val_loss": val_loss, "pre_quant_val_bpb": val_bpb,
-        "official_rule_bytes": rule_difference.official_rule_bytes if rule_difference else result.bytes,
+        **final.as_dict(), "pre_quant_val_loss": val_loss, "pre_quant_val_bpb": val_bpb,
+        "official_rule_bytes": rule_difference.official_rule_bytes if rule_difference else final.bytes,
+        "final_eval": plan.name, "eval_plan": plan.meta(), "evals": evals, "compliance": compliance,
         "bytes_model": bytes_model, "bytes_code": bytes_code, "bytes_total": bytes_model + bytes_code,
         "steps": step, "train_time_ms": round(training_ms), "tokens_seen": tokens_seen,
         "model_params": sum(p.numel() for p in model.parameters()),
@@ -682,6 +746,22 @@ def main() -> None:
         (rt.run_dir / "result.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         rt.log0("golf_result " + json.dumps(summary, sort_keys=True), console=False)
     rt.close()
+
+
+def log_final(rt: Runtime, tag: str, result: ScoreResult, extra: str = "") -> None:
+    """A final score's two lines, as the records print them (4 decimals, then the `_exact` 8)."""
+    rt.log0(f"{tag} val_loss:{result.val_loss:.4f} val_bpb:{result.val_bpb:.4f} "
+            f"eval_time:{1000 * result.seconds:.0f}ms label:{result.label}{extra}")
+    rt.log0(f"{tag}_exact val_loss:{result.val_loss:.8f} val_bpb:{result.val_bpb:.8f}")
+
+
+def eval_plan(args: Hyperparameters) -> EvalPlan:
+    """The final evaluation EVAL_SEQ_LEN, EVAL_STRIDE and TTT_* ask for (golf.evalplan)."""
+    ttt = None
+    if args.ttt_enabled:
+        ttt = TTTConfig(chunk_tokens=args.ttt_chunk_tokens, epochs=args.ttt_epochs, lr=args.ttt_lr,
+                        momentum=args.ttt_momentum, batch_seqs=args.ttt_batch_seqs, grad_clip=args.ttt_grad_clip)
+    return EvalPlan(args.eval_seq_len, args.eval_stride, ttt)
 
 
 def stop_on_divergence(rt: Runtime, model: models.LanguageModel, step: int, loss: float, meta: dict) -> None:

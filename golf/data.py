@@ -28,6 +28,7 @@ HEADER_INTS = 256
 HEADER_BYTES = HEADER_INTS * 4
 TOKEN_DTYPE = np.dtype("<u2")
 MAX_TOKEN_ID = 2**16 - 1
+BYTE_SIDECAR_PREFIX = "fineweb_val_bytes_"
 
 
 class ShardError(GolfError):
@@ -107,14 +108,20 @@ def read_shard(path: str | Path, vocab_size: int | None = None) -> np.ndarray:
     return tokens
 
 
+def is_byte_sidecar(path: str | Path) -> bool:
+    """`fineweb_val_bytes_*.bin`: per-token byte counts beside the val shards (golf.sidecar), not tokens."""
+    return Path(path).name.startswith(BYTE_SIDECAR_PREFIX)
+
+
 def find_shards(data: str | Path, split: str) -> list[Path]:
-    """Sorted `fineweb_{split}_*.bin` files in directory `data`, or the files matching glob `data`."""
+    """Sorted `fineweb_{split}_*.bin` token shards in directory `data`, or the files matching glob
+    `data`; byte sidecars (which `fineweb_val_*.bin` also matches) are never token shards."""
     if Path(data).is_dir():
-        files = sorted(Path(data).glob(f"fineweb_{split}_*.bin"))
+        files = sorted(p for p in Path(data).glob(f"fineweb_{split}_*.bin") if not is_byte_sidecar(p))
         searched = f"fineweb_{split}_*.bin shards in {data}"
     else:
-        files = sorted(Path(p) for p in glob.glob(str(data)))
-        searched = f"files matching {data}"
+        files = sorted(Path(p) for p in glob.glob(str(data)) if not is_byte_sidecar(p))
+        searched = f"files matching {data} that are token shards (byte sidecars {BYTE_SIDECAR_PREFIX}*.bin are not)"
     if not files:
         raise GolfError(f"no {searched} (get shards with `golf data fetch` or `golf data build`)")
     return files
@@ -187,7 +194,7 @@ class DistributedTokenLoader:
         return local.unfold(0, seq_len + 1, seq_len).contiguous()
 
 
-def _usable_tokens(n_tokens: int, seq_len: int, what: str) -> int:
+def usable_tokens(n_tokens: int, seq_len: int, what: str) -> int:
     """Length floor((N-1)/seq_len)*seq_len + 1 that holds whole windows, as the baseline truncates."""
     usable = (n_tokens - 1) // seq_len * seq_len
     if usable <= 0:
@@ -204,7 +211,7 @@ def load_val_tokens(files: Sequence[str | Path], seq_len: int, max_tokens: int |
     if max_tokens is not None:
         tokens = tokens[:max_tokens]
     what = f"the validation split ({len(files)} shards from {Path(files[0]).parent})"
-    tokens = tokens[:_usable_tokens(len(tokens), seq_len, what)]
+    tokens = tokens[:usable_tokens(len(tokens), seq_len, what)]
     return torch.from_numpy(tokens.astype(np.int64))
 
 
@@ -213,7 +220,7 @@ def val_windows(tokens: torch.Tensor, seq_len: int) -> torch.Tensor:
 
     A view, not a copy: the val split is large and windows share their boundary token.
     """
-    usable = _usable_tokens(tokens.numel(), seq_len, "the validation token tensor")
+    usable = usable_tokens(tokens.numel(), seq_len, "the validation token tensor")
     return tokens[:usable].unfold(0, seq_len + 1, seq_len)
 
 

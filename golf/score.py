@@ -21,7 +21,7 @@ import math
 import time
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -34,17 +34,29 @@ from golf.bpb import (
     bits_per_byte,
     load_tokenizer,
     scoring_table,
-    window_bytes,
 )
-from golf.data import find_shards, load_val_tokens, rank_slice, val_windows
+from golf.clocks import EvalClock
+from golf.data import find_shards, load_val_tokens, rank_slice
 from golf.embedded import file_sha256
 from golf.errors import GolfError
 from golf.models.base import LanguageModel
 from golf.precision import eval_autocast, resolve_precision
+from golf.sidecar import audit_sidecar, load_sidecar
+from golf.sliding import EvalWindows, as_windows, require_causal_exact
 from quant import read_artifact
 
+if TYPE_CHECKING:
+    from golf.ttt import ScoreFirstGuard
+
 LN2 = math.log(2.0)
-DEFAULT_BATCH_TOKENS = 65_536
+# Tokens per forward pass when nothing else says, per device, measured by bench/eval_batch.py:
+# on CPU small batches keep activations in cache (16,384 tokens scored 1.7x faster than 65,536);
+# on GPU big batches fill the device (not measured here: no GPU; the official eval uses 524,288/8 per rank).
+DEFAULT_BATCH_TOKENS = {"cpu": 16_384, "cuda": 65_536}
+
+
+def default_batch_tokens(device: torch.device) -> int:
+    return DEFAULT_BATCH_TOKENS.get(device.type, DEFAULT_BATCH_TOKENS["cpu"])
 
 
 @dataclasses.dataclass
@@ -87,38 +99,55 @@ def batch_generator(seed: int, first_window: int, device: torch.device) -> torch
     return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
-@torch.inference_mode()
-def evaluate(model: LanguageModel, windows: torch.Tensor, table: ByteTable, *,
+@torch.no_grad()  # not inference_mode: tensors a model caches here (RoPE tables) may later meet autograd (TTT)
+def evaluate(model: LanguageModel, windows: torch.Tensor | EvalWindows, table: ByteTable, *,
              batch_windows: int, device: torch.device, rank: int = 0, world_size: int = 1,
              autocast_dtype: torch.dtype | None = None, progress: bool = False, seed: int = 0,
-             samples: int = 1) -> ScoreResult:
-    """Sum per-token nats and target bytes over `windows` [N, T+1] (this rank's share).
+             samples: int = 1, guard: ScoreFirstGuard | None = None) -> ScoreResult:
+    """Sum per-target nats and bytes over `windows`: a block [N, T+1] whose every target is scored,
+    or EvalWindows (golf.sliding: sliding windows, each scoring only the targets it is responsible for).
 
     `seed` and `samples` reach Monte Carlo models (see the module docstring); exact ones ignore them.
+    `guard` (score-first TTT, golf.ttt) is told every target position before it is scored.
     """
     if samples < 1:
         raise GolfError(f"samples must be >= 1, got {samples}")
     start = time.perf_counter()
+    wins = as_windows(windows)
     was_training = model.training
     model.eval()
     table = table.to(device)
+    if wins.sliding and len(wins):  # every rank probes the same window, so all refuse together
+        require_causal_exact(model, wins.rows(0, 1).to(device), what="sliding-window eval (stride < eval length)",
+                             autocast_dtype=autocast_dtype, samples=samples)
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # nats, tokens, bytes, variance
     labels: set[str] = set()
     passes: set[int | None] = set()
-    n_windows = windows.size(0)
+    n_windows = len(wins)
     mine = rank_slice(math.ceil(n_windows / batch_windows), rank, world_size)
     autocast = (torch.autocast(device_type=device.type, dtype=autocast_dtype)
                 if autocast_dtype is not None else nullcontext())
     batches = range(mine.start * batch_windows, min(mine.stop * batch_windows, n_windows), batch_windows)
     for lo in tqdm(batches, desc="score", unit="batch", disable=not progress or None, leave=False):
-        batch = windows[lo:min(lo + batch_windows, n_windows)].to(device, non_blocking=True)
+        hi = min(lo + batch_windows, n_windows)
+        if guard is not None:
+            guard.scoring(wins.target_positions(lo, hi))
+        batch = wins.rows(lo, hi).to(device, non_blocking=True)
         with autocast:
-            out = model.score(batch, generator=batch_generator(seed, lo, device), samples=samples)
+            out = model.score(batch, generator=batch_generator(seed, wins.offset + lo, device), samples=samples)
         labels.add(out.label)
         passes.add(out.passes)
-        sums[0] += out.nats.double().sum()
-        sums[1] += out.nats.numel()
-        sums[2] += window_bytes(table, batch).sum()
+        n_bytes = wins.bytes(lo, hi, batch, table)
+        keep = wins.scored(lo, hi)
+        if keep is None:
+            sums[0] += out.nats.double().sum()
+            sums[1] += out.nats.numel()
+            sums[2] += n_bytes.sum()
+        else:
+            keep = keep.to(device)
+            sums[0] += out.nats.double()[keep].sum()
+            sums[1] += keep.sum()
+            sums[2] += n_bytes[keep].sum()
         if out.stderr is not None:
             sums[3] += out.stderr.double().square().sum()
     if dist.is_available() and dist.is_initialized():
@@ -182,7 +211,7 @@ def check_vocab(model: LanguageModel, tokenizer_vocab: int) -> None:
                         f"{model.vocab_size} ids (VOCAB_SIZE={model.config.vocab_size}); they must match")
 
 
-def check_scorable(model: LanguageModel, windows: torch.Tensor, *, device: torch.device, seed: int,
+def check_scorable(model: LanguageModel, windows: torch.Tensor | EvalWindows, *, device: torch.device, seed: int,
                    samples: int) -> None:
     """Score one target of one window now, so a model that cannot be scored as configured (a Monte
     Carlo bound asked for too few samples, say) fails before training rather than after it."""
@@ -190,7 +219,8 @@ def check_scorable(model: LanguageModel, windows: torch.Tensor, *, device: torch
     model.eval()
     try:
         with torch.no_grad():
-            model.score(windows[:1, :2].to(device), generator=batch_generator(seed, 0, device), samples=samples)
+            row = as_windows(windows).rows(0, 1)[:, :2]
+            model.score(row.to(device), generator=batch_generator(seed, 0, device), samples=samples)
     finally:
         model.train(was_training)
 
@@ -206,40 +236,58 @@ def resolve_device(name: str) -> torch.device:
 
 
 def score_artifact(artifact_path: Path, *, data: Path, tokenizer: Path, max_tokens: int | None = None,
-                   seq_len: int | None = None, batch_tokens: int | None = None, device: str = "auto",
-                   audit: bool = False, progress: bool = True, seed: int | None = None,
-                   samples: int | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
+                   seq_len: int | None = None, stride: int | None = None, batch_tokens: int | None = None,
+                   device: str = "auto", audit: bool = False, progress: bool = True, seed: int | None = None,
+                   samples: int | None = None, ttt: bool | None = None,
+                   ttt_overrides: dict[str, Any] | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Rebuild the model from the artifact alone and score it on the val shards under `data`.
-    `seed` and `samples` drive Monte Carlo models (a `bound`; exact models ignore them); by default
-    the ones the trainer scored with, recorded in the artifact, so its number is reproduced.
-    `options` replace score-time config fields of the model (see `model_from_artifact`)."""
-    artifact = read_artifact(artifact_path)
+
+    By default the evaluation the trainer recorded in the artifact (eval length, stride, TTT) and,
+    for Monte Carlo models (a `bound`; exact models ignore them), its `seed` and `samples`, so
+    its number is reproduced; each can be set. Bytes come from the val shards' byte sidecars when
+    they have them (golf.sidecar), else from the tokenizer's byte table. The eval clock runs from
+    reading the artifact to the last score. `options` replace score-time config fields of the model
+    (see `model_from_artifact`)."""
+    from golf.evalplan import headline, plan_from_meta, run_plan
+
+    dev = resolve_device(device)
+    clock = EvalClock(sync=torch.cuda.synchronize if dev.type == "cuda" else lambda: None)
+    with clock.phase("read"):
+        artifact = read_artifact(artifact_path)
     tok_sha = file_sha256(tokenizer)
     check_tokenizer_matches(artifact.meta, tokenizer, tok_sha)
-    model = model_from_artifact(artifact.meta, artifact.state_dict, options)
-    dev = resolve_device(device)
-    model.to(dev)
+    with clock.phase("build"):
+        model = model_from_artifact(artifact.meta, artifact.state_dict, options)
+        model.to(dev)
     sp = load_tokenizer(tokenizer)
     check_vocab(model, sp.vocab_size())
     recorded = artifact.meta.get("eval", {})
-    seq_len = seq_len or int(recorded.get("seq_len", 1024))
+    plan = plan_from_meta(recorded, length=seq_len, stride=stride, ttt=ttt, ttt_overrides=ttt_overrides)
     seed = int(recorded.get("seed", 0)) if seed is None else seed
     samples = int(recorded.get("samples", 1)) if samples is None else samples
     if batch_tokens is None:  # the trainer's batch when scoring its windows: same batches, same draws
-        same = seq_len == recorded.get("seq_len") and isinstance(recorded.get("batch_windows"), int)
-        batch_tokens = recorded["batch_windows"] * seq_len if same else DEFAULT_BATCH_TOKENS
-    tokens = load_val_tokens(find_shards(data, "val"), seq_len, max_tokens=max_tokens, vocab_size=sp.vocab_size())
+        same = plan.length == recorded.get("seq_len") and isinstance(recorded.get("batch_windows"), int)
+        batch_tokens = recorded["batch_windows"] * plan.length if same else default_batch_tokens(dev)
+    val_files = find_shards(data, "val")
+    tokens = load_val_tokens(val_files, plan.length, max_tokens=max_tokens, vocab_size=sp.vocab_size())
+    sidecar = load_sidecar(val_files, tokens.numel())
     table, rule_difference = scoring_table(sp, tokens, model.vocab_size)  # refuses <unk> among the targets
-    windows = val_windows(tokens, seq_len)
-    result = evaluate(model, windows, table, batch_windows=max(1, batch_tokens // seq_len), device=dev,
-                      autocast_dtype=eval_autocast_dtype(dev), progress=progress, seed=seed, samples=samples)
+    with clock.phase(plan.name):
+        outcome = run_plan(model, tokens, table, plan, sidecar=sidecar,
+                           batch_windows=max(1, batch_tokens // plan.length), device=dev,
+                           autocast_dtype=eval_autocast_dtype(dev), progress=progress, seed=seed, samples=samples)
+    result = headline(outcome)
     report: dict[str, Any] = {
         "command": "score", "artifact": str(artifact_path), "bytes_model": artifact.nbytes,
         "variant": artifact.meta["model"]["variant"], "quant": artifact.rule,
-        "compressor": artifact.compressor, "seq_len": seq_len, "device": dev.type, "options": options or {},
-        "tokens_per_s": result.tokens / max(result.seconds, 1e-9), **result.as_dict(),
+        "compressor": artifact.compressor, "seq_len": plan.length, "stride": plan.stride, "eval": plan.name,
+        "ttt": None if plan.ttt is None else plan.ttt.as_dict(), "device": dev.type,
+        "bytes_source": "sidecar" if sidecar is not None else "table", "options": options or {},
         "official_rule_bytes": rule_difference.official_rule_bytes if rule_difference else result.bytes,
-        "byte_rule_note": rule_difference.note() if rule_difference else None}
+        "byte_rule_note": rule_difference.note() if rule_difference else None,
+        "tokens_per_s": result.tokens / max(result.seconds, 1e-9), **outcome.as_dict(), **clock.as_dict()}
     if audit:
         report["audit"] = dataclasses.asdict(audit_bytes(tokens, sp, table))
+        if sidecar is not None:
+            report["sidecar_audit"] = dataclasses.asdict(audit_sidecar(tokens, sidecar, sp, table))
     return report

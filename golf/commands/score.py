@@ -16,6 +16,8 @@ EPILOG = """examples:
   golf score model.golf --data ./data/datasets/fineweb10B_sp1024 \\
              --tokenizer ./data/tokenizers/fineweb_1024_bpe.model --json
   golf score model.golf --max-tokens 100000 --audit
+  golf score model.golf --eval-len 2048 --stride 64       # sliding windows, as the records score
+  golf score model.golf --stride 64 --ttt --ttt-epochs 3  # + score-first test-time training
   golf score records/track_non_record_16mb/<date>_<name>    # check a record, re-score its artifacts
   golf score runs/mdlm --samples 4 --seed 7       # a masked-diffusion NELBO (bound) with 4 draws per window
   golf score runs/mdlm --mdlm-score chain --max-tokens 8193   # its exact left-to-right chain rule
@@ -27,7 +29,26 @@ document and checks that the table's byte total equals the UTF-8 length of the d
 
 MDLM artifacts: --mdlm-score chain replaces the NELBO (bound) by the chain rule over the model's
 left-to-right conditionals (exact, ceil(T/k) forward passes per window, k = --mdlm-chain-k);
-the forward passes per window are reported for every model that counts them."""
+the forward passes per window are reported for every model that counts them.
+
+Where the val shards have byte sidecars (fineweb_val_bytes_*.bin), bpb divides by their bytes.
+
+Sliding windows (--stride S < --eval-len L) score every target once, each window only its last S,
+so each token has at least L - S tokens of left context; they need an exact, causal score (a
+`bound` model is refused). --ttt trains a copy of the model on each chunk of val tokens right
+after scoring it (score-first: no token is scored by weights that have seen it, checked on every
+run). The eval clock (read, build, score) is reported against the 600 s evaluation cap."""
+
+
+# The score-first TTT knobs (golf.ttt.TTTConfig fields); unset ones come from the artifact or the defaults.
+TTT_KNOBS = (
+    ("chunk_tokens", int, "scored targets per chunk before each round of training (default 32768)"),
+    ("epochs", int, "training passes over each chunk after scoring it (default 3)"),
+    ("lr", float, "SGD learning rate at the first chunk, cosine to 0 at the last (default 0.002)"),
+    ("momentum", float, "SGD momentum (default 0.9)"),
+    ("batch_seqs", int, "training windows per update (default 32)"),
+    ("grad_clip", float, "max gradient norm, 0 = none (default 1.0)"),
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,11 +59,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "folder (holding submission.json)")
     add_data_args(p)
     p.add_argument("--max-tokens", type=int, default=None, help="score only the first N val tokens")
-    p.add_argument("--seq-len", type=int, default=None,
-                   help="eval window length (default: the training TRAIN_SEQ_LEN recorded in the artifact)")
+    p.add_argument("--eval-len", "--seq-len", dest="seq_len", type=int, default=None,
+                   help="eval window length L (default: the trainer's EVAL_SEQ_LEN recorded in the artifact)")
+    p.add_argument("--stride", type=int, default=None,
+                   help="a new window every S tokens, each scoring its last S targets (default: the trainer's "
+                   "EVAL_STRIDE when --eval-len is the recorded length, else L: non-overlapping windows)")
     p.add_argument("--batch-tokens", type=int, default=None,
                    help="tokens per forward pass (default: the trainer's eval batch recorded in the artifact, "
-                   "else 65536)")
+                   "else a per-device default: 16384 on CPU, 65536 on GPU)")
+    p.add_argument("--ttt", action=argparse.BooleanOptionalAction, default=None,
+                   help="score-first test-time training (default: as the trainer's TTT_ENABLED recorded in the "
+                   "artifact); any --ttt-* knob switches it on")
+    for name, kind, what in TTT_KNOBS:
+        p.add_argument(f"--ttt-{name.replace('_', '-')}", dest=f"ttt_{name}", type=kind, default=None, help=what)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of the Monte Carlo draws of a `bound` score (same seed, same number; default: the "
@@ -77,16 +106,21 @@ def run(args: argparse.Namespace) -> int:
     options = {key: value for key, value in (("mdlm_score", args.mdlm_score), ("mdlm_chain_k", args.mdlm_chain_k))
                if value is not None}
     report = score_artifact(artifact, data=data, tokenizer=tokenizer, max_tokens=args.max_tokens,
-                            seq_len=args.seq_len, batch_tokens=args.batch_tokens, device=args.device,
-                            audit=args.audit, progress=not args.no_progress and not args.json,
-                            seed=args.seed, samples=args.samples, options=options)
-    audit = report.get("audit")
+                            seq_len=args.seq_len, stride=args.stride, batch_tokens=args.batch_tokens,
+                            device=args.device, audit=args.audit, progress=not args.no_progress and not args.json,
+                            seed=args.seed, samples=args.samples, ttt=args.ttt, ttt_overrides=ttt_knobs(args),
+                            options=options)
+    audit = report.get("sidecar_audit") or report.get("audit")  # with a sidecar, its bytes are the ones scored
     report["ok"] = audit is None or bool(audit["ok"])
     if args.json:
         emit_json(report)
     else:
         print_report(report)
     return 0 if report["ok"] else 1
+
+
+def ttt_knobs(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, f"ttt_{name}") for name, _, _ in TTT_KNOBS if getattr(args, f"ttt_{name}") is not None}
 
 
 def score_record(args: argparse.Namespace, data: Path, tokenizer: Path) -> int:
@@ -113,8 +147,9 @@ def score_record(args: argparse.Namespace, data: Path, tokenizer: Path) -> int:
         max_tokens = args.max_tokens or (claim["val_tokens"] + 1 if isinstance(claim.get("val_tokens"), int) else None)
         claim = claim.get("val_bpb")
         scored = score_artifact(path, data=data, tokenizer=tokenizer, max_tokens=max_tokens,
-                                seq_len=args.seq_len, batch_tokens=args.batch_tokens, device=args.device,
-                                progress=not args.no_progress and not args.json)
+                                seq_len=args.seq_len, stride=args.stride, batch_tokens=args.batch_tokens,
+                                device=args.device, progress=not args.no_progress and not args.json,
+                                ttt=args.ttt, ttt_overrides=ttt_knobs(args))
         agrees = isinstance(claim, (int, float)) and abs(scored["val_bpb"] - claim) <= BPB_TOLERANCE
         rescored.append({"artifact": path.name, "val_bpb": scored["val_bpb"], "claimed_val_bpb": claim,
                          "agrees": agrees, "tokens": scored["tokens"]})
@@ -140,16 +175,27 @@ def print_report(r: dict) -> None:
     print(f"val_bpb    {r['val_bpb']:.8f} ({r['label']}){stderr}")
     if r["label"] == "bound":
         print(f"monte carlo seed {r['seed']}, {r['samples']} sample(s) per window (same seed, same number)")
-    print(f"tokens     {r['tokens']:,}  bytes {r['bytes']:,}  ({r['implied_bytes_per_token']:.3f} bytes/token, "
-          f"seq_len {r['seq_len']})")
+    print(f"tokens     {r['tokens']:,}  bytes {r['bytes']:,} from the {r['bytes_source']}  "
+          f"({r['implied_bytes_per_token']:.3f} bytes/token)")
+    windows = "non-overlapping" if r["stride"] == r["seq_len"] else f"sliding, stride {r['stride']}"
+    print(f"windows    eval length {r['seq_len']}, {windows}")
+    if r.get("ttt"):
+        guard = r["score_first"]
+        print(f"ttt        score-first: {r['ttt_chunks']} chunks, {r['ttt_updates']} updates "
+              f"({r['ttt_train_seconds']:.1f}s training); order checked: {guard['targets_scored']:,} targets "
+              f"scored before any update read them ({guard['checks']} checks)")
     if r.get("byte_rule_note"):
         print(f"note       {r['byte_rule_note']}")
     print(f"seconds    {r['seconds']:.2f} ({r['tokens_per_s']:,.0f} tokens/s on {r['device']})")
     if r.get("forward_passes_per_window") is not None:
         options = "".join(f", {k}={v}" for k, v in r.get("options", {}).items())
         print(f"cost       {r['forward_passes_per_window']} forward pass(es) per window{options}")
-    audit = r.get("audit")
-    if audit is not None:
-        verdict = "ok" if audit["ok"] else "FAILED"
-        print(f"audit      {verdict}: {audit['docs_checked']} docs checked, {audit['docs_failed']} failed, "
-              f"{audit['partial']} partial (skipped)")
+    phases = ", ".join(f"{k} {v:.2f}s" for k, v in r["eval_phases_seconds"].items())
+    print(f"eval clock {r['total_eval_seconds']:.2f}s of the {r['eval_cap_seconds']:.0f}s cap ({phases})")
+    for key in ("audit", "sidecar_audit"):
+        audit = r.get(key)
+        if audit is not None:
+            verdict = "ok" if audit["ok"] else "FAILED"
+            what = "sidecar" if key == "sidecar_audit" else "audit  "
+            print(f"{what}    {verdict}: {audit['docs_checked']} docs checked, {audit['docs_failed']} failed, "
+                  f"{audit['partial']} partial (skipped)")

@@ -1,0 +1,40 @@
+"""Run under torchrun by tests/test_sliding.py: a sliding-window score and a score-first TTT score of
+one fixed random model, sharded over the ranks; rank 0 writes both to $OUT as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+import torch.distributed as dist
+
+from golf import embedded
+from golf.bpb import build_byte_table, load_tokenizer
+from golf.data import find_shards, load_val_tokens
+from golf.score import evaluate
+from golf.sliding import sliding_windows
+from golf.ttt import TTTConfig, score_first_ttt
+from test_sliding import context_model
+
+
+def main() -> None:
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    model = context_model()
+    table = build_byte_table(load_tokenizer(embedded.tokenizer_path()), 1024)
+    tokens = load_val_tokens(find_shards(embedded.shards_dir(), "val"), 1, max_tokens=4097)
+    windows = sliding_windows(tokens, 64, 16)
+    device = torch.device("cpu")
+    common = dict(batch_windows=8, device=device, rank=rank, world_size=world)
+    sliding = evaluate(model, windows, table, **common)
+    ttt = score_first_ttt(model, windows, table, TTTConfig(chunk_tokens=1024, epochs=2, lr=0.05, batch_seqs=5),
+                          **common)
+    if rank == 0:
+        with open(os.environ["OUT"], "w") as f:
+            json.dump({"sliding": sliding.as_dict(), "ttt": ttt.as_dict()}, f)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
