@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
 import platform
 import random
@@ -121,6 +122,40 @@ class Hyperparameters:
 
 
 # -----------------------------------------------------------------------------
+# INPUT VALIDATION
+# -----------------------------------------------------------------------------
+# Why check every knob before anything starts: a bad value should cost one line, not a run that
+# never stops, trains nothing, diverges from a NaN in its config or writes over another run.
+# Sizes must be positive, rates finite and in range, and the run needs a way to stop. The model's
+# shape (heads dividing the width, even head dims, finite gains) is checked by its config class.
+
+_POSITIVE = ("train_batch_tokens", "train_seq_len", "val_batch_size", "muon_backend_steps")
+_NON_NEGATIVE = ("warmup_steps", "warmdown_iters", "val_loss_every", "train_log_every", "val_max_tokens",
+                 "grad_accum_steps", "gptq_calib_tokens", "muon_momentum_warmup_steps",
+                 "embed_lr", "head_lr", "tied_embed_lr", "matrix_lr", "scalar_lr", "grad_clip_norm")
+_FRACTIONS = ("muon_momentum", "muon_momentum_warmup_start", "warmdown_frac", "qat_start_frac")  # in [0, 1]
+
+
+def validate_hyperparameters(args: Hyperparameters) -> None:
+    """Every problem with the run's settings, as one line; nothing has been created yet."""
+    problems = [f"{name.upper()}={getattr(args, name)} is not finite" for name, default in vars(Hyperparameters).items()
+                if isinstance(default, float) and not math.isfinite(getattr(args, name))]
+    problems += [f"{n.upper()}={getattr(args, n)} must be >= 1" for n in _POSITIVE if getattr(args, n) < 1]
+    problems += [f"{n.upper()}={getattr(args, n)} must be >= 0" for n in _NON_NEGATIVE if getattr(args, n) < 0]
+    problems += [f"{n.upper()}={getattr(args, n)} must be in [0, 1]" for n in _FRACTIONS
+                 if not 0 <= getattr(args, n) <= 1]
+    problems += [f"{n.upper()}={getattr(args, n)} must be in [0, 1)" for n in ("beta1", "beta2")
+                 if not 0 <= getattr(args, n) < 1]
+    if not args.adam_eps > 0:
+        problems.append(f"ADAM_EPS={args.adam_eps} must be > 0")
+    if args.iterations < 0 and not args.max_wallclock_seconds > 0:
+        problems.append(f"ITERATIONS={args.iterations} with no MAX_WALLCLOCK_SECONDS cap: the run would never stop")
+    if problems:
+        raise golf.errors.GolfError("; ".join(problems))
+    models.config_from_env(args.model, os.environ)  # the model's own checks, before any weight exists
+
+
+# -----------------------------------------------------------------------------
 # DISTRIBUTED SETUP AND LOGGING
 # -----------------------------------------------------------------------------
 # Why torchrun and nothing else: RANK/WORLD_SIZE/LOCAL_RANK from torchrun are the whole
@@ -151,11 +186,13 @@ class Runtime:
         self.is_main = self.rank == 0
         self.run_dir = Path(args.run_dir or f"runs/{args.run_id}")
         self.log_path = self.run_dir / "train.log"
-        # Never overwrite a finished or running run: its artifact may be the one a record ships.
-        # Rank 0 looks (other nodes may not share its disk) and every rank learns the answer.
-        if self.any_true(self.is_main and self.log_path.exists() and self.log_path.stat().st_size > 0):
-            raise SystemExit(f"train_gpt.py: {self.run_dir} already holds a run; set another RUN_ID or "
-                             "RUN_DIR, or delete it")
+        # Never write into a folder that holds anything: a finished or running run, a record, or
+        # files of any kind may be what someone ships. Rank 0 looks (other nodes may not share its
+        # disk) and every rank learns the answer.
+        if self.any_true(self.is_main and self.run_dir.exists()
+                         and (not self.run_dir.is_dir() or any(self.run_dir.iterdir()))):
+            raise SystemExit(f"train_gpt.py: {self.run_dir} is not empty (it already holds a run or other "
+                             "files); set another RUN_ID or RUN_DIR, or empty it")
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.log_path.write_text("")
@@ -367,12 +404,13 @@ def _tag(text: str) -> str:
 # Why this loop: it is the baseline's. Gradient accumulation keeps the global batch fixed
 # whatever the world size; DDP syncs gradients on the last micro-step only; train time pauses
 # during validation; once the wallclock cap is reached on any rank, all ranks stop after the
-# same step. A NaN/inf loss stops the run before it can corrupt the weights, and the last good
-# weights are saved.
+# same step. A non-finite train loss, final val score or artifact score stops the run (exit 1,
+# no result.json) and saves the last weights that gave a finite loss as model_lastgood.golf.
 
 
 def main() -> None:
     args = Hyperparameters()
+    validate_hyperparameters(args)
     rt = Runtime(args)
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -471,6 +509,13 @@ def main() -> None:
 
     cap_ms = 1000.0 * args.max_wallclock_seconds if args.max_wallclock_seconds > 0 else None
     training_ms, stop_after, step, qat_on = 0.0, None, 0, False
+    last_good = LastGoodWeights(model)
+
+    def stop_if_non_finite(value: float, what: str,
+                           advice: str = "Lower the learning rates or set GRAD_CLIP_NORM.") -> None:
+        if not rt.all_true(math.isfinite(value)):
+            stop_on_non_finite(rt, args, model, last_good, f"{what} ({value})", advice, tok_path, tok_sha, vocab)
+
     val_loss = val_bpb = float("nan")
     rt.sync()
     t0 = time.perf_counter()
@@ -497,8 +542,8 @@ def main() -> None:
             rt.log0(f"qat:enabled step:{step} layers:{enable_qat(model, rule)} rule:{rule.spec}")
         zero_grad()
         train_loss = run_micro_steps(loader)
-        if not rt.all_true(bool(torch.isfinite(train_loss))):
-            stop_on_divergence(rt, args, model, step, float(train_loss), tok_path, tok_sha, vocab)
+        stop_if_non_finite(float(train_loss), f"train loss at step {step}")
+        last_good.keep(step)  # these weights gave a finite loss; the update below may not
         frac = min(step / args.muon_momentum_warmup_steps, 1.0) if args.muon_momentum_warmup_steps > 0 else 1.0
         for group in muon.param_groups:
             group["momentum"] = (1 - frac) * args.muon_momentum_warmup_start + frac * args.muon_momentum
@@ -519,6 +564,8 @@ def main() -> None:
         if stop_after is None and rt.any_true(cap_ms is not None and approx_ms >= cap_ms):
             stop_after = step
 
+    stop_if_non_finite(val_bpb, f"val_bpb of the trained weights after step {step}")
+    last_good.keep(step)
     peak = (torch.cuda.max_memory_allocated() // 2**20 if rt.cuda
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
     rt.log0(f"peak memory {'allocated' if rt.cuda else 'rss'}: {peak} MiB")
@@ -550,6 +597,8 @@ def main() -> None:
     roundtrip_model = model_from_artifact(loaded.meta, loaded.state_dict).to(rt.device)
     result = evaluate(roundtrip_model, windows, table, batch_windows=val_batch_windows, device=rt.device,
                       rank=rt.rank, world_size=rt.world_size, autocast_dtype=eval_dtype)
+    stop_if_non_finite(result.val_bpb, f"val_bpb of the {rule.spec}+{compressor} artifact (the trained weights "
+                       f"scored {val_bpb:.4f})", "Pick a QUANT rule that can hold these weights.")
     tag = f"final_{_tag(args.quant_rule)}_{_tag(compressor)}_roundtrip"
     rt.log0(f"{tag} val_loss:{result.val_loss:.4f} val_bpb:{result.val_bpb:.4f} "
             f"eval_time:{1000 * result.seconds:.0f}ms label:{result.label}")
@@ -578,16 +627,41 @@ def main() -> None:
     rt.close()
 
 
-def stop_on_divergence(rt: Runtime, args: Hyperparameters, model: models.LanguageModel, step: int,
-                       loss: float, tok_path: Path, tok_sha: str, vocab: int) -> None:
-    """Save the weights as they were before this step (not yet updated) and stop every rank."""
+class LastGoodWeights:
+    """A copy of the weights that last gave a finite loss, kept on the device and refreshed in one
+    fused copy per step, so a NaN from any cause (a learning rate, an overflow, the data, the
+    quantizer) can be answered with weights that were still good."""
+
+    def __init__(self, model: models.LanguageModel) -> None:
+        # detach() views share storage with the live tensors, which the optimizers update in place.
+        self.names, live = zip(*model.state_dict(keep_vars=True).items())
+        self.live = [t.detach() for t in live]
+        self.saved = [t.clone() for t in self.live]
+        self.step: int | None = None  # None: no weights have given a finite loss yet
+
+    def keep(self, step: int) -> None:
+        torch._foreach_copy_(self.saved, self.live)
+        self.step = step
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: t.cpu() for name, t in zip(self.names, self.saved)}
+
+
+def stop_on_non_finite(rt: Runtime, args: Hyperparameters, model: models.LanguageModel, last_good: LastGoodWeights,
+                       what: str, advice: str, tok_path: Path, tok_sha: str, vocab: int) -> None:
+    """Save the last good weights (if any step ever had them), say so in one line, stop every rank."""
     path = rt.run_dir / "model_lastgood.golf"
+    if last_good.step is None:
+        kept = "no step ever gave a finite loss, so no weights are saved (check the model's init settings)"
+    else:
+        if rt.is_main:
+            quant.write_artifact(path, last_good.state_dict(), rule="fp32", compressor="none",
+                                 meta=artifact_meta(args, model, tok_path, tok_sha, vocab))
+        kept = f"the last good weights (step {last_good.step}) are in {path}"
+    message = f"non-finite {what}; stopped, {kept}. {advice}"
+    rt.log0(f"error: {message}")
     if rt.is_main:
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        quant.write_artifact(path, state, rule="fp32", meta=artifact_meta(args, model, tok_path, tok_sha, vocab),
-                             compressor="none")
-    rt.log0(f"error: non-finite train loss ({loss}) at step {step}; stopped before updating the weights. "
-            f"Last good weights: {path}. Lower the learning rates or set GRAD_CLIP_NORM.")
+        print(f"train_gpt.py: error: {message}", file=sys.stderr, flush=True)
     rt.barrier()
     rt.close()
     raise SystemExit(1)
@@ -598,4 +672,7 @@ if __name__ == "__main__":
         main()
     except (golf.errors.GolfError, quant.QuantError) as exc:  # bad input: one line, no traceback
         print(f"train_gpt.py: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    except OSError as exc:  # the file system said no (permission, no space, not a directory)
+        print(f"train_gpt.py: error: {golf.errors.os_error_line(exc)}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None

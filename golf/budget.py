@@ -24,6 +24,7 @@ import quant
 from golf import models
 from golf.errors import GolfError
 from golf.inspect import LIMIT_BYTES
+from golf.limits import meta_model
 from golf.selfcontained import pack, read_sources
 
 DEFAULT_RATIOS = Path(__file__).resolve().parent / "assets" / "compression_ratios.json"
@@ -76,15 +77,6 @@ def load_ratios(path: Path) -> Ratios:
 
 
 # ----------------------------------------------------------------------------- shapes
-
-
-def meta_model(variant: str, config: Any) -> nn.Module:
-    """The real model on the meta device: every shape, no memory, even at absurd sizes."""
-    try:
-        with torch.device("meta"):
-            return models.build(variant, config)
-    except (ValueError, TypeError) as e:
-        raise GolfError(f"cannot build model {variant!r} with this config: {e}") from None
 
 
 def ar_shapes(c: Any) -> dict[str, tuple[int, ...]]:

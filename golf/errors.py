@@ -10,3 +10,10 @@ from __future__ import annotations
 
 class GolfError(Exception):
     """A user-facing error; its message is one line that says what is wrong and what to do."""
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError as one line, 'No space left on device: out/x.bin', without errno noise."""
+    where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    what = exc.strerror or str(exc) or type(exc).__name__
+    return f"{what}: {where}" if where else what

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from golf import models
+from golf import limits, models
 from golf.bpb import (
     ByteTable,
     audit_bytes,
@@ -110,23 +110,26 @@ def eval_autocast_dtype(device: torch.device) -> torch.dtype | None:
 
 
 def model_from_artifact(meta: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> LanguageModel:
-    """Rebuild a model from an artifact's manifest and decoded tensors alone."""
-    try:
-        spec = meta["model"]
-        model = models.build(spec["variant"], spec["config"])
-    except (KeyError, TypeError) as exc:
-        raise GolfError(f"artifact manifest has no usable model description ({exc})") from None
-    missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    if missing or unexpected:
-        raise GolfError(f"artifact tensors do not match variant {spec['variant']!r}: "
-                        f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    """Rebuild a model from an artifact's manifest and decoded tensors alone.
+
+    The config is type- and range-checked and its shapes compared with the tensors present on the
+    meta device first, so a hostile manifest can neither allocate nor crash the build.
+    """
+    spec = meta.get("model")
+    if not isinstance(spec, dict):
+        raise GolfError("artifact manifest has no model description (meta.model)")
+    config = limits.config_from_manifest(spec.get("variant"), spec.get("config"))
+    limits.check_tensors_fit(spec["variant"], config, {k: tuple(t.shape) for k, t in state_dict.items()})
+    model = models.build(spec["variant"], config)
+    model.load_state_dict(state_dict, strict=True)
     return model
 
 
 def check_tokenizer_matches(meta: dict[str, Any], tokenizer_path: Path, tokenizer_sha256: str) -> None:
     """Refuse to score with a tokenizer other than the one the model was trained with."""
-    expected = meta.get("tokenizer", {}).get("sha256")
-    if expected is None:
+    recorded = meta.get("tokenizer")
+    expected = recorded.get("sha256") if isinstance(recorded, dict) else None
+    if not isinstance(expected, str):
         raise GolfError("artifact records no tokenizer sha256; cannot check the tokenizer")
     if expected != tokenizer_sha256:
         raise GolfError(f"tokenizer {tokenizer_path} (sha256 {tokenizer_sha256[:12]}…) is not the one "
@@ -143,24 +146,39 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def recorded_seq_len(meta: dict[str, Any]) -> int:
+    """The eval window length the artifact records (the run's TRAIN_SEQ_LEN); 1024 if it records none."""
+    recorded = meta.get("eval")
+    value = recorded.get("seq_len", 1024) if isinstance(recorded, dict) else 1024
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        raise GolfError(f"artifact manifest: eval.seq_len {str(value)[:40]!r} is not a positive integer")
+    return value
+
+
 def score_artifact(artifact_path: Path, *, data: Path, tokenizer: Path, max_tokens: int | None = None,
                    seq_len: int | None = None, batch_tokens: int = 65_536, device: str = "auto",
                    audit: bool = False, progress: bool = True) -> dict[str, Any]:
     """Rebuild the model from the artifact alone and score it on the val shards under `data`."""
+    for flag, value in (("--max-tokens", max_tokens), ("--seq-len", seq_len), ("--batch-tokens", batch_tokens)):
+        if value is not None and value < 1:
+            raise GolfError(f"{flag} must be a positive number of tokens, got {value}")
+    dev = resolve_device(device)
     artifact = read_artifact(artifact_path)
     tok_sha = file_sha256(tokenizer)
     check_tokenizer_matches(artifact.meta, tokenizer, tok_sha)
+    seq_len = seq_len or recorded_seq_len(artifact.meta)
     model = model_from_artifact(artifact.meta, artifact.state_dict)
-    dev = resolve_device(device)
+    weight_bytes = sum(t.numel() * t.element_size() for t in artifact.state_dict.values())
+    batch_windows = limits.score_batch_windows(model.config, weight_bytes, seq_len, max(1, batch_tokens // seq_len))
     model.to(dev)
     vocab = model.config.vocab_size
     sp = load_tokenizer(tokenizer)
     table = build_byte_table(sp, vocab)
-    seq_len = seq_len or int(artifact.meta.get("eval", {}).get("seq_len", 1024))
     tokens = load_val_tokens(find_shards(data, "val"), seq_len, max_tokens=max_tokens, vocab_size=vocab)
     windows = val_windows(tokens, seq_len)
-    result = evaluate(model, windows, table, batch_windows=max(1, batch_tokens // seq_len), device=dev,
+    result = evaluate(model, windows, table, batch_windows=batch_windows, device=dev,
                       autocast_dtype=eval_autocast_dtype(dev), progress=progress)
+    limits.require_finite(f"{artifact_path}: val_bpb", result.val_bpb)
     report: dict[str, Any] = {
         "command": "score", "artifact": str(artifact_path), "bytes_model": artifact.nbytes,
         "variant": artifact.meta["model"]["variant"], "quant": artifact.rule,
