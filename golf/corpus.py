@@ -23,6 +23,7 @@ import sentencepiece as spm
 from tqdm import tqdm
 
 from golf.data import write_shard
+from golf.safefiles import staged_output
 from golf.bpb import load_tokenizer
 from golf.embedded import file_sha256
 from golf.errors import GolfError
@@ -131,31 +132,34 @@ def build_shards(doc_paths: PathLike | Iterable[PathLike], tokenizer_path: PathL
         raise GolfError(f"{tokenizer_path}: vocab_size {vocab_size} does not fit uint16 shards (max 65536)")
     if bos < 0:
         raise GolfError(f"{tokenizer_path}: tokenizer has no BOS piece, which starts every document in a shard")
-    out_dir.mkdir(parents=True, exist_ok=True)
     existing = sorted([*out_dir.glob("fineweb_train_*.bin"), *out_dir.glob("fineweb_val_*.bin")])
     if existing and not overwrite:
         raise GolfError(f"{out_dir} already holds {len(existing)} shards ({existing[0].name}, ...); "
                         "pass --force (overwrite=True) to replace them")
-    for stale in existing:
-        stale.unlink()
 
-    writer = _ShardWriter(out_dir, shard_tokens)
-    docs = iter_documents(doc_paths)
-    with tqdm(desc="build shards", unit="doc", disable=None if progress else True) as bar:
-        while batch := list(itertools.islice(docs, ENCODE_BATCH_DOCS)):
-            for ids in sp.encode(batch, out_type=int):
-                tokens = np.empty(len(ids) + 1, dtype=np.uint16)
-                tokens[0] = bos
-                tokens[1:] = ids
-                n_docs = writer.stats["val"]["docs"] + writer.stats["train"]["docs"]
-                writer.add("val" if n_docs < num_val_docs else "train", tokens)
-            bar.update(len(batch))
-    writer.flush()
-    if not writer.files:
-        raise GolfError(f"no documents found in {', '.join(map(str, doc_paths))}")
+    # Shards are written beside out_dir and moved in only once every document is in: a bad
+    # document or a full disk leaves out_dir (and any shards it held) as it was.
+    with staged_output(out_dir) as stage:
+        writer = _ShardWriter(stage, shard_tokens)
+        docs = iter_documents(doc_paths)
+        with tqdm(desc="build shards", unit="doc", disable=None if progress else True) as bar:
+            while batch := list(itertools.islice(docs, ENCODE_BATCH_DOCS)):
+                for ids in sp.encode(batch, out_type=int):
+                    tokens = np.empty(len(ids) + 1, dtype=np.uint16)
+                    tokens[0] = bos
+                    tokens[1:] = ids
+                    n_docs = writer.stats["val"]["docs"] + writer.stats["train"]["docs"]
+                    writer.add("val" if n_docs < num_val_docs else "train", tokens)
+                bar.update(len(batch))
+        writer.flush()
+        if not writer.files:
+            raise GolfError(f"no documents found in {', '.join(map(str, doc_paths))}")
+    files = [out_dir / p.name for p in writer.files]
+    for stale in set(existing) - set(files):  # replaced shards of a longer earlier build
+        stale.unlink()
     return {"out_dir": str(out_dir), "tokenizer": str(tokenizer_path),
             "tokenizer_sha256": file_sha256(tokenizer_path), "vocab_size": vocab_size, "bos_id": bos,
-            **writer.stats, "files": [str(p) for p in writer.files]}
+            **writer.stats, "files": [str(p) for p in files]}
 
 
 def train_tokenizer(doc_paths: PathLike | Iterable[PathLike], out_prefix: PathLike, *, vocab_size: int,
@@ -164,7 +168,9 @@ def train_tokenizer(doc_paths: PathLike | Iterable[PathLike], out_prefix: PathLi
     if not 0 < vocab_size <= 2**16:
         raise GolfError(f"vocab_size must be in 1..65536 (shards store uint16 ids), got {vocab_size}")
     prefix = Path(out_prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
+    outputs = [prefix.with_name(prefix.name + suffix) for suffix in (".model", ".vocab")]
+    if any(p.exists() for p in outputs):
+        raise GolfError(f"{outputs[0]} or {outputs[1].name} already exists; pass a new --out prefix")
     # sentencepiece turns exceptions from the iterator into RuntimeError; keep ours to re-raise.
     errors: list[BaseException] = []
 
@@ -180,16 +186,18 @@ def train_tokenizer(doc_paths: PathLike | Iterable[PathLike], out_prefix: PathLi
             errors.append(exc)
             raise
 
-    try:
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=texts(), model_prefix=str(prefix), model_type="bpe", vocab_size=vocab_size,
-            character_coverage=0.999, byte_fallback=True, split_digits=True,
-            normalization_rule_name="nmt_nfkc", add_dummy_prefix=False,
-            pad_id=0, bos_id=1, eos_id=2, unk_id=3, hard_vocab_limit=False,
-            minloglevel=0 if progress else 2)
-    except RuntimeError as exc:
-        if errors:
-            raise errors[0] from None
-        detail = str(exc).splitlines()[0].split("] ")[-1]
-        raise GolfError(f"{prefix}: sentencepiece training failed: {detail}") from None
-    return prefix.with_name(prefix.name + ".model")
+    # Trained beside the target and moved in only when both files are complete.
+    with staged_output(prefix.parent) as stage:
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=texts(), model_prefix=str(stage / prefix.name), model_type="bpe",
+                vocab_size=vocab_size, character_coverage=0.999, byte_fallback=True, split_digits=True,
+                normalization_rule_name="nmt_nfkc", add_dummy_prefix=False,
+                pad_id=0, bos_id=1, eos_id=2, unk_id=3, hard_vocab_limit=False,
+                minloglevel=0 if progress else 2)
+        except RuntimeError as exc:
+            if errors:
+                raise errors[0] from None
+            detail = str(exc).splitlines()[0].split("] ")[-1]
+            raise GolfError(f"{prefix}: sentencepiece training failed: {detail}") from None
+    return outputs[0]

@@ -195,7 +195,7 @@ def unpack(text: str) -> Sources | None:
     None if `text` is not a packed file. Raises ValueError if it is one but its payload is bad."""
     try:
         tree = ast.parse(text)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # not Python (or too deep to be ours)
         return None
     literal = next((node.value.value for node in tree.body if isinstance(node, ast.Assign)
                     and any(isinstance(t, ast.Name) and t.id == PAYLOAD_NAME for t in node.targets)

@@ -100,20 +100,25 @@ def check(args: argparse.Namespace) -> int:
 
 
 def unpack(args: argparse.Namespace) -> int:
+    from golf.limits import MAX_SCRIPT_BYTES
+    from golf.safefiles import compile_isolated, read_text, staged_output
     from golf.selfcontained import unpack as read_payload
 
     packed, out = args.unpack
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise GolfError(f"{out} is not a new or empty folder; pass one")
+    text = read_text(packed, MAX_SCRIPT_BYTES, "packed train_gpt.py")
+    problem = compile_isolated({str(packed): text})[str(packed)]  # parsing it in-process could take GBs
     try:
-        sources = read_payload(packed.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+        sources = None if problem else read_payload(text)
+    except ValueError as e:
         raise GolfError(f"cannot read {packed}: {e}") from None
     if sources is None:
         raise GolfError(f"{packed} is not a train_gpt.py packed by golf")
-    if out.exists() and any(out.iterdir()):
-        raise GolfError(f"{out} is not empty; pass a new or empty folder")
-    for name, text in sources.files().items():
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_text(text, encoding="utf-8")
+    with staged_output(out) as stage:  # all files or none: a failure midway leaves no partial tree
+        for name, text in sources.files().items():
+            (stage / name).parent.mkdir(parents=True, exist_ok=True)
+            (stage / name).write_text(text, encoding="utf-8")
     report = {"command": "pack --unpack", "out": str(out), "files": sorted(sources.files()),
               "source_sha256": sources.sha256()}
     if args.json:

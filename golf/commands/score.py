@@ -68,30 +68,38 @@ def run(args: argparse.Namespace) -> int:
 
 def score_record(args: argparse.Namespace, data: Path, tokenizer: Path) -> int:
     """Check the record, then re-score each golf artifact against its seed's claimed val_bpb."""
-    import json
-
     from golf.commands.pack import print_check
+    from golf.errors import GolfError
+    from golf.limits import MAX_RECORD_JSON_BYTES
     from golf.record.check import BPB_TOLERANCE, SEED_ARTIFACT, check_record
+    from golf.safefiles import read_json, record_files
     from golf.score import score_artifact
+    from quant import QuantError
 
     report = check_record(args.artifact)
     try:  # the claims to compare with, even when the check found problems
-        claims = json.loads((args.artifact / "submission.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        claims = read_json(args.artifact / "submission.json", MAX_RECORD_JSON_BYTES, "submission.json")
+    except GolfError:
         claims = {}
     results = claims.get("seed_results") if isinstance(claims, dict) else None
     results = results if isinstance(results, dict) else {}
     rescored = []
-    for path in sorted(p for p in args.artifact.glob("*.golf") if not p.is_symlink()):
+    # Regular files only (the check reported any symlink, FIFO or device as a problem).
+    artifacts = [p for p in record_files(args.artifact)[0] if p.parent == args.artifact and p.suffix == ".golf"]
+    for path in sorted(artifacts):
         seed = SEED_ARTIFACT.search(path.stem)
         claim = results.get(seed[1] if seed else "")
         claim = claim if isinstance(claim, dict) else {}
         # Score the same val tokens the run did (VAL_MAX_TOKENS may have capped them): n targets need n+1 tokens.
         max_tokens = args.max_tokens or (claim["val_tokens"] + 1 if isinstance(claim.get("val_tokens"), int) else None)
         claim = claim.get("val_bpb")
-        scored = score_artifact(path, data=data, tokenizer=tokenizer, max_tokens=max_tokens,
-                                seq_len=args.seq_len, batch_tokens=args.batch_tokens, device=args.device,
-                                progress=not args.no_progress and not args.json)
+        try:
+            scored = score_artifact(path, data=data, tokenizer=tokenizer, max_tokens=max_tokens,
+                                    seq_len=args.seq_len, batch_tokens=args.batch_tokens, device=args.device,
+                                    progress=not args.no_progress and not args.json)
+        except (GolfError, QuantError) as e:
+            report["problems"].append(f"{path.name} cannot be scored: {str(e).replace(f'{path}: ', '')}")
+            continue
         agrees = isinstance(claim, (int, float)) and abs(scored["val_bpb"] - claim) <= BPB_TOLERANCE
         rescored.append({"artifact": path.name, "val_bpb": scored["val_bpb"], "claimed_val_bpb": claim,
                          "agrees": agrees, "tokens": scored["tokens"]})

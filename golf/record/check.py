@@ -1,78 +1,60 @@
 """`golf pack --check`: validate a record folder, ours or anyone's, and list every problem.
 
-Nothing in the folder is executed or imported: train_gpt.py is compiled (not run), a packed
-file's embedded sources are decoded as data and compiled, logs are read as text, artifacts are
-only measured, nothing is unpickled, and symlinks are refused rather than followed. Sizes are
+Nothing in the folder is executed or imported: train_gpt.py is compiled (not run) in a child
+process under a memory limit, a packed file's embedded sources are decoded as data and compiled
+the same way, logs are read as text, artifacts are only measured, nothing is unpickled, and
+symlinks, FIFOs and devices are reported rather than followed or read (golf.safefiles). Sizes are
 recomputed from the files (golf.record.ledger); claims in submission.json and the logs are
 checked against them and against each other.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import re
 import statistics
 from pathlib import Path
 from typing import Any
 
 from golf.errors import GolfError
+from golf.limits import MAX_RECORD_JSON_BYTES, MAX_SCRIPT_BYTES
 from golf.record import schema
 from golf.record.ledger import Ledger, is_artifact_name, other_files
 from golf.record.logs import LogFacts, is_log_name, parse_log
+from golf.safefiles import compile_isolated, read_json, read_text, record_files
 from golf.selfcontained import Sources, unpack
 
 REQUIRED_FILES = ("README.md", "submission.json", "train_gpt.py")
-MAX_JSON_BYTES = 1 << 20
-MAX_CODE_BYTES = 64 << 20
 BPB_TOLERANCE = 5e-5  # official records round means to 4 decimals; golf's own match to 1e-8
 TEN_MINUTES_MS = 600_000
 SEED_ARTIFACT = re.compile(r"seed[_-]?(\d+)")
 
 
-def _files(folder: Path) -> tuple[list[Path], list[str]]:
-    """Regular files at the top level and one folder down; symlinks and oddities are problems."""
-    files, problems = [], []
-    for path in sorted(folder.iterdir()):
-        entries = sorted(path.iterdir()) if path.is_dir() and not path.is_symlink() else [path]
-        for entry in entries:
-            if entry.is_symlink():
-                problems.append(f"{entry.relative_to(folder)} is a symlink; a record holds regular files only")
-            elif entry.is_file():
-                files.append(entry)
-    return files, problems
-
-
 def _read_json(path: Path) -> tuple[Any, list[str]]:
-    if path.stat().st_size > MAX_JSON_BYTES:
-        return None, [f"submission.json is {path.stat().st_size:,} bytes; refusing to parse more than {MAX_JSON_BYTES:,}"]
     try:
-        return json.loads(path.read_text(encoding="utf-8")), []
-    except (UnicodeDecodeError, ValueError) as e:
-        return None, [f"submission.json is not valid JSON: {e}"]
+        return read_json(path, MAX_RECORD_JSON_BYTES, "submission.json"), []
+    except GolfError as e:
+        return None, [str(e)]
 
 
 def _check_code(path: Path) -> tuple[str, Sources | None, list[str]]:
-    """(source, the embedded sources if packed, problems). Compiles; never executes."""
-    if path.stat().st_size > MAX_CODE_BYTES:
-        return "", None, [f"train_gpt.py is {path.stat().st_size:,} bytes; not compiling it"]
+    """(source, the embedded sources if packed, problems). Compiles in a child; never executes."""
     try:
-        code = path.read_text(encoding="utf-8")
-        compile(code, str(path), "exec", dont_inherit=True)
-    except (UnicodeDecodeError, SyntaxError, ValueError) as e:
-        return "", None, [f"train_gpt.py does not compile: {type(e).__name__}: {e}"]
+        code = read_text(path, MAX_SCRIPT_BYTES, "train_gpt.py")
+    except GolfError as e:
+        return "", None, [f"{e}; not compiling it"]
+    problem = compile_isolated({"train_gpt.py": code})["train_gpt.py"]
+    if problem:
+        return "", None, [f"train_gpt.py does not compile: {problem}"]
     try:
         sources = unpack(code)
     except ValueError as e:
         return code, None, [f"train_gpt.py: {e}"]
     if sources is None:
         return code, None, []
-    problems = []
-    for name, text in sources.files().items():
-        try:
-            compile(text, f"train_gpt.py:{name}", "exec", dont_inherit=True)
-        except (SyntaxError, ValueError) as e:
-            problems.append(f"train_gpt.py: embedded {name} does not compile: {e}")
-    return code, sources, problems
+    compiled = compile_isolated({f"train_gpt.py:{name}": text for name, text in sources.files().items()})
+    return code, sources, [f"{name.replace(':', ': embedded ', 1)} does not compile: {problem}"
+                           for name, problem in compiled.items() if problem]
 
 
 def _model_bytes(artifacts: list[Path], logs: list[LogFacts]) -> tuple[int, str, list[str]]:
@@ -94,8 +76,11 @@ def _claims(data: dict, ledger: Ledger, logs: list[LogFacts], artifacts: list[Pa
     for f in logs:
         if f.val_bpb is None:
             problems.append(f"{f.path.name}: no final val_bpb line")
+        elif not (math.isfinite(f.val_bpb) and math.isfinite(f.val_loss)):
+            problems.append(f"{f.path.name}: the final score is val_loss {f.val_loss} val_bpb {f.val_bpb}, "
+                            "not a finite number")
     for key in ("val_bpb", "val_loss"):
-        values = [getattr(f, key) for f in scored]
+        values = [getattr(f, key) for f in scored if math.isfinite(f.val_bpb) and math.isfinite(f.val_loss)]
         claimed = data.get(key)
         if values and schema.is_kind("number", claimed) and abs(claimed - statistics.fmean(values)) > BPB_TOLERANCE:
             problems.append(f"submission.json {key} {claimed} does not match the logs' mean {statistics.fmean(values):.8f} "
@@ -128,7 +113,7 @@ def _claims(data: dict, ledger: Ledger, logs: list[LogFacts], artifacts: list[Pa
                             f"{log.bytes_model:,} for seed {log.seed}")
     results = data.get("seed_results")
     for seed, claim in (results.items() if isinstance(results, dict) else []):
-        log = by_seed.get(int(seed)) if str(seed).isdigit() else None
+        log = by_seed.get(int(seed)) if seed.isascii() and seed.isdigit() else None
         if log is None:
             problems.append(f"submission.json seed_results[{seed!r}] has no log with seed:{seed}")
         elif isinstance(claim, dict) and schema.is_kind("number", claim.get("val_bpb")) and log.val_bpb is not None \
@@ -142,7 +127,7 @@ def check_record(folder: Path) -> dict[str, Any]:
     """Every problem with a record folder; `ok` is True when there are none."""
     if not folder.is_dir():
         raise GolfError(f"{folder} is not a folder; pass a record folder (records/track_*/<date>_<name>/)")
-    files, problems = _files(folder)
+    files, problems = record_files(folder)
     names = {p.relative_to(folder).as_posix() for p in files}
     problems += [f"missing required file {name}" for name in REQUIRED_FILES if name not in names]
     logs_paths = [p for p in files if is_log_name(p.name)]
@@ -168,7 +153,9 @@ def check_record(folder: Path) -> dict[str, Any]:
     model, model_source, model_problems = _model_bytes(artifacts, logs)
     problems += model_problems
     code_bytes = (folder / "train_gpt.py").stat().st_size if "train_gpt.py" in names else 0
-    ledger = Ledger(code_bytes, model, other_files(folder, [code, *(embedded.files().values() if embedded else [])]), model_source)
+    top_level = [p for p in files if p.parent == folder]
+    ledger = Ledger(code_bytes, model, other_files(top_level, [code, *(embedded.files().values() if embedded else [])]),
+                    model_source)
     problems += ledger.problems()
     track = folder.parent.name.removeprefix("track_") if folder.parent.name.startswith("track_") else None
     problems += _claims(data, ledger, logs, artifacts, digest, track)
