@@ -246,12 +246,14 @@ CASES = [
          "val_bpb is nan: not a finite number"),
     Case("a log saying val_bpb:nan while submission.json claims 0.5",
          lambda t: golf("pack", "--check", edited_record(t, lambda f: (f / "train_seed1.log").write_text(
-             (f / "train_seed1.log").read_text() + "final_int8_zstd22_roundtrip_exact val_loss:nan val_bpb:nan\n"))),
+             (f / "train_seed1.log").read_text() + "final_int8_zstd22_roundtrip_exact val_loss:nan val_bpb:nan\n")),
+                        "--json"),
          1, "train_seed1.log: the final score is val_loss nan val_bpb nan, not a finite number"),
     Case("a diverged run (TIED_EMBED_LR=1e30) exits 0 with NaN",
          lambda t: trainer(t, TIED_EMBED_LR="1e30", ITERATIONS="2", MAX_WALLCLOCK_SECONDS="0"), 1,
          "non-finite val_bpb of the trained weights after step 2 (nan); stopped, the last good weights (step 1)",
-         {"run", "run/train.log", "run/model_lastgood.golf"}, then=lambda t: scores_finite(t / "run/model_lastgood.golf")),
+         {"run", "run/train.log", "run/model_lastgood.golf"},
+         then=lambda t: scores_finite(t / "run/model_lastgood.golf")),
     Case("QK_GAIN_INIT=nan", lambda t: trainer(t, QK_GAIN_INIT="nan"), 2,
          "qk_gain_init must be a finite fp32 number, got nan"),
     # Runaway and clobbering.

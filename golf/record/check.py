@@ -123,6 +123,10 @@ def _claims(data: dict, ledger: Ledger, logs: list[LogFacts], artifacts: list[Pa
     return problems
 
 
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
 def check_record(folder: Path) -> dict[str, Any]:
     """Every problem with a record folder; `ok` is True when there are none."""
     if not folder.is_dir():
@@ -161,7 +165,9 @@ def check_record(folder: Path) -> dict[str, Any]:
     problems += _claims(data, ledger, logs, artifacts, digest, track)
     return {"command": "pack --check", "folder": str(folder), "ok": not problems, "problems": problems,
             "ledger": ledger.as_dict(), "packed": digest is not None, "source_sha256": digest,
-            "logs": [{"file": f.path.name, "seed": f.seed, "val_loss": f.val_loss, "val_bpb": f.val_bpb,
-                      "label": f.final_label, "bytes_model": f.bytes_model, "bytes_code": f.bytes_code}
+            # A non-finite logged score is reported as a problem above and as null here: JSON has no NaN.
+            "logs": [{"file": f.path.name, "seed": f.seed, "val_loss": _finite(f.val_loss),
+                      "val_bpb": _finite(f.val_bpb), "label": f.final_label, "bytes_model": f.bytes_model,
+                      "bytes_code": f.bytes_code}
                      for f in logs],
             "artifacts": [p.name for p in artifacts]}
