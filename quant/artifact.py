@@ -198,7 +198,7 @@ def _declared_size(data: bytes) -> int:
     return sizes_at + _SIZES.size + _SIZES.unpack_from(data, sizes_at)[1] + _DIGEST
 
 
-def _unframe(data: bytes) -> tuple[str, bytes]:
+def _unframe(data: bytes) -> tuple[str, bytes | bytearray]:
     """Verify the frame and return (compressor name, decompressed body)."""
     n = len(data)
     if n >= len(MAGIC) and data[: len(MAGIC)] != MAGIC:
@@ -253,7 +253,7 @@ def _is_count(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
-def _split_body(body: bytes) -> tuple[dict, memoryview]:
+def _split_body(body: bytes | bytearray) -> tuple[dict, memoryview]:
     """(manifest, payload) from a decompressed body, with the manifest's top level validated."""
     end = _U32.size + (_U32.unpack_from(body)[0] if len(body) >= _U32.size else 0)
     if end > len(body):
@@ -401,7 +401,7 @@ class RawArtifact:
     digest_nbytes: int  # the trailing SHA-256
     manifest: dict
     manifest_nbytes: int
-    body: bytes
+    body: bytes | bytearray
     payload: memoryview
 
 
