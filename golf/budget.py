@@ -68,7 +68,7 @@ def load_ratios(path: Path) -> Ratios:
         data = json.loads(path.read_text())
         table = {str(k): float(v) for k, v in data["bytes_per_param"].items()}
         compressor, provenance = str(data["compressor"]), dict(data.get("provenance") or {})
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise GolfError(f"{path}: not a compression ratios file ({type(e).__name__}: {e})") from None
     bad = sorted(k for k, v in table.items() if not (math.isfinite(v) and v > 0))
     if bad:

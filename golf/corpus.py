@@ -72,6 +72,8 @@ def _jsonl_texts(path: Path) -> Iterator[str]:
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise GolfError(f"{path}:{lineno}: bad JSON ({exc.msg} at column {exc.colno})") from None
+                except RecursionError:
+                    raise GolfError(f"{path}:{lineno}: JSON nested too deeply to be a document") from None
                 if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
                     raise GolfError(f'{path}:{lineno}: expected an object with a string "text" field')
                 yield obj["text"]

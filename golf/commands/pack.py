@@ -37,8 +37,10 @@ significance (--baseline): one-sided t-test on per-seed val_loss, H0: improvemen
 fewer than 2 seeds: no test. nats <-> bpb: val_bpb = val_loss / ln 2 x tokens / bytes of the val
 split; a baseline bpb is converted with the runs' own tokens/bytes.
 
---check never runs anything from the folder: it compiles train_gpt.py, decodes embedded sources
-as data, reads logs as text and measures files. It lists every problem.
+--check never runs anything from the folder: it compiles train_gpt.py (in a memory-limited child),
+decodes embedded sources as data, reads logs as text and measures files; it reads regular files
+only (symlinks, FIFOs and devices are problems) within the bounds of docs/limits.md. It lists
+every problem.
 
 exit codes: 0 ok; 1 a check failed (over the cap, logged sizes or sources disagree with what
 ships, smoke run failed, --check found problems); 2 bad input (one-line error)."""

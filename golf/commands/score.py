@@ -21,7 +21,10 @@ EPILOG = """examples:
 The bpb is labelled `exact` (chain rule over a normalised distribution) or `bound` (an upper
 bound, e.g. a diffusion ELBO, reported with its Monte Carlo standard error). Bytes come from the
 tokenizer's byte table; --audit decodes every complete scored document and checks that the
-table's byte total equals the UTF-8 length of the decoded text."""
+table's byte total equals the UTF-8 length of the decoded text.
+
+The artifact is treated as hostile: what is decompressed, parsed and built is bounded by
+docs/limits.md, and a non-finite score is an error (exit 2), never printed as a result."""
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
