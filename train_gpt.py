@@ -597,8 +597,8 @@ def main() -> None:
     roundtrip_model = model_from_artifact(loaded.meta, loaded.state_dict).to(rt.device)
     result = evaluate(roundtrip_model, windows, table, batch_windows=val_batch_windows, device=rt.device,
                       rank=rt.rank, world_size=rt.world_size, autocast_dtype=eval_dtype)
-    stop_if_non_finite(result.val_bpb, f"val_bpb of the {rule.spec}+{compressor} artifact (the trained weights "
-                       f"scored {val_bpb:.4f})", "Pick a QUANT rule that can hold these weights.")
+    stop_if_non_finite(result.val_bpb, f"val_bpb of the {rule.spec}+{compressor} artifact",
+                       f"Pick a QUANT rule that can hold these weights (unquantized they score {val_bpb:.4f}).")
     tag = f"final_{_tag(args.quant_rule)}_{_tag(compressor)}_roundtrip"
     rt.log0(f"{tag} val_loss:{result.val_loss:.4f} val_bpb:{result.val_bpb:.4f} "
             f"eval_time:{1000 * result.seconds:.0f}ms label:{result.label}")
