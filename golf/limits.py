@@ -2,9 +2,9 @@
 
 `golf score` and `golf pack --check` run on other people's artifacts and record folders, so every
 size they act on is bounded by the challenge, never by what a file declares. The artifact
-container's bounds live in `quant.limits` (quant never imports golf) and are re-exported here;
-this module adds the record-folder bounds, the model-config check that runs before any weight is
-allocated, and the scoring memory estimate. docs/limits.md states the policy in prose.
+container's bounds live in `quant.limits` (quant never imports golf) and derive from the same
+cap; this module adds the record-folder bounds, the model-config check that runs before any
+weight is allocated, and the scoring memory estimate. docs/limits.md states the policy in prose.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from torch import nn
 
 from golf import models
 from golf.errors import GolfError
-from quant.limits import (MAX_ARTIFACT_FILE_BYTES, MAX_BODY_BYTES, MAX_JSON_DEPTH, MAX_MANIFEST_BYTES,  # noqa: F401
-                          MAX_PARAMS, MAX_TENSOR_BYTES, RECORD_CAP_BYTES)
+from quant.limits import MAX_PARAMS, RECORD_CAP_BYTES
 
 # A record's train_gpt.py counts against the cap, so a script larger than the cap cannot be a
 # record: it is refused before it is read, let alone compiled (compiling costs ~100x its size).
@@ -109,9 +108,10 @@ def window_activation_bytes(config: Any, seq_len: int) -> int:
 
 
 def score_batch_windows(config: Any, weight_bytes: int, seq_len: int, requested: int) -> int:
-    """How many windows to score per forward pass so the estimate stays within SCORE_MEMORY_BYTES."""
+    """How many windows to score per forward pass so the estimate stays within SCORE_MEMORY_BYTES;
+    `weight_bytes` is the weights at their widest (decoded or fp32), held twice: decoded and in the model."""
     per_window = window_activation_bytes(config, seq_len)
-    room = SCORE_MEMORY_BYTES - 2 * weight_bytes  # the decoded tensors and the model's copy
+    room = SCORE_MEMORY_BYTES - 2 * weight_bytes
     if per_window > room:
         raise GolfError(f"scoring would need about {(2 * weight_bytes + per_window) / 2**30:.1f} GiB for one "
                         f"{seq_len}-token window (weights {weight_bytes:,} bytes); golf scores within "

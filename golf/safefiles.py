@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from golf.errors import GolfError
-from golf.limits import MAX_JSON_DEPTH
 from quant.errors import QuantError
 from quant.limits import loads_json, read_regular_file
 
@@ -64,7 +63,7 @@ def read_text(path: Path, max_bytes: int, what: str = "file") -> str:
 
 def read_json(path: Path, max_bytes: int, what: str = "file") -> Any:
     try:
-        return loads_json(read_bytes(path, max_bytes, what), f"{what} {path}", max_bytes, MAX_JSON_DEPTH)
+        return loads_json(read_bytes(path, max_bytes, what), f"{what} {path}", max_bytes)
     except QuantError as e:
         raise GolfError(str(e)) from None
 

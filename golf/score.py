@@ -168,7 +168,7 @@ def score_artifact(artifact_path: Path, *, data: Path, tokenizer: Path, max_toke
     check_tokenizer_matches(artifact.meta, tokenizer, tok_sha)
     seq_len = seq_len or recorded_seq_len(artifact.meta)
     model = model_from_artifact(artifact.meta, artifact.state_dict)
-    weight_bytes = sum(t.numel() * t.element_size() for t in artifact.state_dict.values())
+    weight_bytes = sum(t.numel() * max(4, t.element_size()) for t in artifact.state_dict.values())
     batch_windows = limits.score_batch_windows(model.config, weight_bytes, seq_len, max(1, batch_tokens // seq_len))
     model.to(dev)
     vocab = model.config.vocab_size
