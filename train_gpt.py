@@ -138,8 +138,8 @@ _FRACTIONS = ("muon_momentum", "muon_momentum_warmup_start", "warmdown_frac", "q
 
 def validate_hyperparameters(args: Hyperparameters) -> None:
     """Every problem with the run's settings, as one line; nothing has been created yet."""
-    problems = [f"{name.upper()}={getattr(args, name)} is not finite" for name, default in vars(Hyperparameters).items()
-                if isinstance(default, float) and not math.isfinite(getattr(args, name))]
+    floats = [name for name, default in vars(Hyperparameters).items() if isinstance(default, float)]
+    problems = [f"{n.upper()}={getattr(args, n)} is not finite" for n in floats if not math.isfinite(getattr(args, n))]
     problems += [f"{n.upper()}={getattr(args, n)} must be >= 1" for n in _POSITIVE if getattr(args, n) < 1]
     problems += [f"{n.upper()}={getattr(args, n)} must be >= 0" for n in _NON_NEGATIVE if getattr(args, n) < 0]
     problems += [f"{n.upper()}={getattr(args, n)} must be in [0, 1]" for n in _FRACTIONS
@@ -671,8 +671,9 @@ if __name__ == "__main__":
     try:
         main()
     except (golf.errors.GolfError, quant.QuantError) as exc:  # bad input: one line, no traceback
-        print(f"train_gpt.py: error: {exc}", file=sys.stderr, flush=True)
+        print(f"train_gpt.py: error: {golf.errors.one_line(str(exc))}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     except OSError as exc:  # the file system said no (permission, no space, not a directory)
-        print(f"train_gpt.py: error: {golf.errors.os_error_line(exc)}", file=sys.stderr, flush=True)
+        print(f"train_gpt.py: error: {golf.errors.one_line(golf.errors.os_error_line(exc))}", file=sys.stderr,
+              flush=True)
         raise SystemExit(2) from None

@@ -7,8 +7,9 @@ so it gets past the checksum and reaches the parser, the decoder and the model b
               as they fall), or only in the compressed body (its length fixed)
     body      the same on the decompressed body (manifest and payload), recompressed and re-framed,
               sometimes with a lying decompressed length
-    manifest  structure-aware: one field of the parsed manifest replaced by a hostile value
-              (wrong type, negative, huge, deep, empty, NaN literal), deleted, or added
+    manifest  structure-aware: one to three fields of the parsed manifest replaced by a hostile
+              value (wrong type, negative, huge, deep, empty, NaN literal) or a near miss of the
+              original, deleted, copied (overlapping parts, extra tensors) or added
     payload   float parts overwritten with NaN, inf or huge values
 
 Each case runs through the public scoring path (`golf score ARTIFACT --json`) in a forked child
@@ -187,13 +188,16 @@ def mutate_manifest(rng: random.Random, manifest: dict) -> bytes:
         for key in path[:-1]:
             parent = parent[key]
         key = path[-1]
-        action = rng.randrange(5)
+        action = rng.randrange(6)
         if action == 0:
             parent[key] = hostile_value(rng)
         elif action in (1, 2):
             parent[key] = tweak(rng, parent[key])
         elif action == 3 and isinstance(parent, dict):
             del parent[key]
+        elif action == 4 and isinstance(parent, dict):  # copies of an entry: overlapping parts, extra tensors
+            for i in range(rng.choice([1, 2, 50])):
+                parent[f"{key}_copy{i}"] = copy.deepcopy(parent[key])
         elif isinstance(parent, dict):
             parent[rng.choice(STRINGS[:6]) + "_extra"] = hostile_value(rng)
     text = json.dumps(m, sort_keys=True, separators=(",", ":"))  # allow_nan: NaN/Infinity literals may appear

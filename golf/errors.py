@@ -17,3 +17,9 @@ def os_error_line(exc: OSError) -> str:
     where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
     what = exc.strerror or str(exc) or type(exc).__name__
     return f"{what}: {where}" if where else what
+
+
+def one_line(text: str) -> str:
+    """`text` with control characters escaped: a message quoting a hostile file (a key holding a
+    newline, say) still prints as exactly one line."""
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)

@@ -326,7 +326,7 @@ def _check_part(payload_nbytes: int, what: str, spec: object) -> _Part:
 def _read_tensors(manifest: dict, payload: memoryview) -> dict[str, QTensor]:
     """Check every entry and the memory the decoded tensors will take; only then read any part."""
     checked = []
-    decoded = 0
+    decoded = stored = 0
     for name, entry in manifest["tensors"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("scheme"), str) \
                 or not isinstance(entry.get("meta"), dict) or not isinstance(entry.get("parts"), dict):
@@ -334,7 +334,12 @@ def _read_tensors(manifest: dict, payload: memoryview) -> dict[str, QTensor]:
         parts = {key: _check_part(len(payload), f"{name}.{key}", spec) for key, spec in entry["parts"].items()}
         dtype, shape = _dtype(entry.get("dtype"), name), _shape(entry.get("shape"), name)
         decoded += _nbytes(dtype, shape)
+        stored += sum(_nbytes(p.dtype, p.shape) for p in parts.values())
         checked.append((name, entry, parts, dtype, shape))
+    # golf's writer tiles the payload with the parts; parts that overlap could make each byte be
+    # copied out many times over.
+    if stored > len(payload):
+        raise _malformed(f"its parts declare {stored:,} bytes in all, more than the {len(payload):,}-byte payload")
     if decoded > MAX_TENSOR_BYTES:
         raise ArtifactError(f"tensors would decode to {decoded:,} bytes; golf decodes at most {MAX_TENSOR_BYTES:,} "
                             f"(the largest model the {RECORD_CAP_BYTES:,}-byte cap allows, in fp32)")

@@ -365,6 +365,24 @@ def test_json_output_never_holds_nan(capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_an_error_quoting_a_hostile_key_is_still_one_line(tmp_path, capsys):
+    path = artifact(tmp_path / "a.golf", config(**{"evil\nPROBLEM  none": 1}))
+    assert main(["score", str(path), "--max-tokens", "4096", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown fields: evil\\nPROBLEM  none" in err
+
+
+def test_parts_that_overlap_cannot_multiply_the_payload(tmp_path):
+    """1,000 copies of the largest tensor's entry, all pointing at the same payload bytes: refused
+    before any part is copied out (each copy would otherwise be read and decoded)."""
+    def copies(m: dict) -> None:
+        entry = m["tensors"]["tok_emb.weight"]
+        m["tensors"].update({f"tok_emb.weight{i}": entry for i in range(1000)})
+    path = artifact(tmp_path / "a.golf", copies)
+    with pytest.raises(quant.ArtifactError, match="parts declare .* bytes in all, more than the"):
+        quant.read_artifact(path)
+
+
 # ----------------------------------------------------------------------------- the fuzzer
 
 
@@ -373,7 +391,8 @@ def test_fuzzer_fast_slice(tmp_path):
     every kind through `golf score`, each in a memory-capped child, none may fail."""
     out = tmp_path / "fuzz.json"
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "fuzz_artifacts.py"), "--cases", "60",
-                           "--seed", "11", "--bombs", "2", "--out", str(out)], capture_output=True, text=True, timeout=600)
+                           "--seed", "11", "--bombs", "2", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
     result = json.loads(out.read_text())
     assert result["failures"] == 0, result["failure_examples"]
     assert proc.returncode == 0

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from golf.commands import emit_json
-from golf.errors import GolfError
+from golf.errors import GolfError, one_line
 
 EPILOG = """examples:
   golf pack runs/s1 runs/s2 runs/s3 --name "My_Run" --author "Ada" --github-id ada \\
@@ -145,7 +145,7 @@ def print_check(r: dict) -> None:
     if r["ok"]:
         print("ok       no problems found")
     for problem in r["problems"]:
-        print(f"PROBLEM  {problem}", file=sys.stdout)
+        print(f"PROBLEM  {one_line(problem)}", file=sys.stdout)
 
 
 def print_pack(r: dict) -> None:
