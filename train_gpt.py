@@ -40,22 +40,40 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import golf
 import golf.errors
 import quant
-from golf import embedded, models, selfcontained
+from golf import embedded, models, presets, selfcontained
 from golf.bpb import build_byte_table, load_tokenizer
 from golf.data import DistributedTokenLoader, find_shards, load_val_tokens, val_windows
 from golf.calibrate import collect_hessians
+from golf.challenge import CAP_BYTES, TRAIN_SECONDS
+from golf.ema import WeightEMA
 from golf.optim import Muon, zeropower_via_newtonschulz5
 from golf.qat import enable_qat
-from golf.score import eval_autocast_dtype, evaluate, model_from_artifact
+from golf.score import check_vocab, eval_autocast_dtype, evaluate, model_from_artifact
 
 # -----------------------------------------------------------------------------
 # HYPERPARAMETERS
 # -----------------------------------------------------------------------------
 # Why environment variables: that is how the challenge, its records and every sweep tool drive
 # the trainer (`SEED=1 RUN_ID=x torchrun ... train_gpt.py`), so golf keeps the official names
-# and defaults. The model's shape (VOCAB_SIZE, NUM_LAYERS, MODEL_DIM, NUM_HEADS, NUM_KV_HEADS,
-# MLP_MULT, TIE_EMBEDDINGS, ROPE_BASE, LOGIT_SOFTCAP, QK_GAIN_INIT, TIED_EMBED_INIT_STD) is read
-# by the chosen variant's config from the same environment.
+# and defaults. The model's shape is read by the chosen variant's config dataclass from the same
+# environment (field model_dim ← MODEL_DIM), so a new family brings its own knobs without edits
+# here. For MODEL=ar, the official baseline, they are (name, default):
+#
+#   VOCAB_SIZE 1024        NUM_LAYERS 9          MODEL_DIM 512          NUM_HEADS 8
+#   NUM_KV_HEADS 4         MLP_MULT 2            TIE_EMBEDDINGS 1       TIED_EMBED_INIT_STD 0.005
+#   LOGIT_SOFTCAP 30.0     ROPE_BASE 10000.0     QK_GAIN_INIT 1.5
+#
+# and the frontier options of the same model, off by default (golf/models/ar.py says what each does):
+#
+#   MLP_LEAKY_SLOPE 0.0    XSA 0                 ROPE_DIMS 0            LN_SCALE 0
+#   PARALLEL_FROM -1       ATTN_GATE 0           SMEAR_GATE 0           BOS_ID 1
+#   RECUR_START 0          RECUR_END 0           RECUR_LOOPS 1
+#
+# PRESET=frontier fills in every knob the top records set (golf/presets.py) where the environment
+# leaves it unset.
+
+PRESET = os.environ.get("PRESET", "")
+PRESET_FILLED = presets.apply_preset(PRESET, os.environ) if PRESET else {}
 
 
 ENV_SET: dict[str, str] = {}  # the knobs this run set: result.json keeps them, to reproduce it
@@ -90,7 +108,7 @@ class Hyperparameters:
     warmup_steps = _env("WARMUP_STEPS", 20, int)
     train_batch_tokens = _env("TRAIN_BATCH_TOKENS", 524_288, int)
     train_seq_len = _env("TRAIN_SEQ_LEN", 1024, int)
-    max_wallclock_seconds = _env("MAX_WALLCLOCK_SECONDS", 600.0, float)
+    max_wallclock_seconds = _env("MAX_WALLCLOCK_SECONDS", TRAIN_SECONDS, float)
 
     # Optimizers.
     embed_lr = _env("EMBED_LR", 0.6, float)
@@ -117,8 +135,19 @@ class Hyperparameters:
     compressor = _env("COMPRESSOR", "zstd-22")       # artifact compressor (official: zlib-9); auto = smallest
     qat_start_frac = _env("QAT_START_FRAC", 0.0, float)  # >0: fake-quantize intN weights from this share of the run on
     gptq_calib_tokens = _env("GPTQ_CALIB_TOKENS", 131_072, int)  # train tokens for GPTQ Hessians (rule gptq=1)
+    eval_seed = _env("EVAL_SEED", seed, int)         # seeds a Monte Carlo (bound) score's draws
+    eval_samples = _env("EVAL_SAMPLES", 1, int)      # Monte Carlo estimates per val window (bound scores)
     device = _env("DEVICE", "auto")                  # auto | cuda | cpu
     autocast = _env("AUTOCAST", "auto")              # training matmul dtype: auto | bf16 | off
+
+    # Frontier training options (golf additions; off by default = the baseline).
+    ema_decay = _env("EMA_DECAY", 0.0, float)        # >0: score and ship an EMA of the weights
+    min_lr = _env("MIN_LR", 0.0, float)              # floor of the LR multiplier during warmdown
+    muon_row_norm = _env("MUON_ROW_NORM", 0, int)    # 1: MuonEq-R, rows equalised before Newton–Schulz
+    muon_polar_express = _env("MUON_POLAR_EXPRESS", 0, int)  # 1: Polar-Express Newton–Schulz steps
+    muon_weight_decay = _env("MUON_WEIGHT_DECAY", 0.0, float)  # decoupled, × the scheduled LR (tapers)
+    embed_weight_decay = _env("EMBED_WEIGHT_DECAY", 0.0, float)  # AdamW on the embedding and head
+    recur_start_frac = _env("RECUR_START_FRAC", 0.0, float)  # depth recurrence switched on from here
 
 
 # -----------------------------------------------------------------------------
@@ -129,11 +158,14 @@ class Hyperparameters:
 # Sizes must be positive, rates finite and in range, and the run needs a way to stop. The model's
 # shape (heads dividing the width, even head dims, finite gains) is checked by its config class.
 
-_POSITIVE = ("train_batch_tokens", "train_seq_len", "val_batch_size", "muon_backend_steps")
+_POSITIVE = ("train_batch_tokens", "train_seq_len", "val_batch_size", "muon_backend_steps", "eval_samples")
 _NON_NEGATIVE = ("warmup_steps", "warmdown_iters", "val_loss_every", "train_log_every", "val_max_tokens",
                  "grad_accum_steps", "gptq_calib_tokens", "muon_momentum_warmup_steps",
-                 "embed_lr", "head_lr", "tied_embed_lr", "matrix_lr", "scalar_lr", "grad_clip_norm")
-_FRACTIONS = ("muon_momentum", "muon_momentum_warmup_start", "warmdown_frac", "qat_start_frac")  # in [0, 1]
+                 "embed_lr", "head_lr", "tied_embed_lr", "matrix_lr", "scalar_lr", "grad_clip_norm",
+                 "muon_weight_decay", "embed_weight_decay")
+_FRACTIONS = ("muon_momentum", "muon_momentum_warmup_start", "warmdown_frac", "qat_start_frac", "min_lr",
+              "recur_start_frac")  # in [0, 1]
+_DECAYS = ("beta1", "beta2", "ema_decay")  # in [0, 1): at 1 nothing would ever be learned or averaged
 
 
 def validate_hyperparameters(args: Hyperparameters) -> None:
@@ -144,8 +176,7 @@ def validate_hyperparameters(args: Hyperparameters) -> None:
     problems += [f"{n.upper()}={getattr(args, n)} must be >= 0" for n in _NON_NEGATIVE if getattr(args, n) < 0]
     problems += [f"{n.upper()}={getattr(args, n)} must be in [0, 1]" for n in _FRACTIONS
                  if not 0 <= getattr(args, n) <= 1]
-    problems += [f"{n.upper()}={getattr(args, n)} must be in [0, 1)" for n in ("beta1", "beta2")
-                 if not 0 <= getattr(args, n) < 1]
+    problems += [f"{n.upper()}={getattr(args, n)} must be in [0, 1)" for n in _DECAYS if not 0 <= getattr(args, n) < 1]
     if not args.adam_eps > 0:
         problems.append(f"ADAM_EPS={args.adam_eps} must be > 0")
     if args.iterations < 0 and not args.max_wallclock_seconds > 0:
@@ -186,6 +217,7 @@ class Runtime:
         self.is_main = self.rank == 0
         self.run_dir = Path(args.run_dir or f"runs/{args.run_id}")
         self.log_path = self.run_dir / "train.log"
+        self.metrics_path = self.run_dir / "metrics.jsonl"
         # Never write into a folder that holds anything: a finished or running run, a record, or
         # files of any kind may be what someone ships. Rank 0 looks (other nodes may not share its
         # disk) and every rank learns the answer.
@@ -196,6 +228,7 @@ class Runtime:
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.log_path.write_text("")
+            self.metrics_path.write_text("")
 
     @property
     def cuda(self) -> bool:
@@ -221,6 +254,15 @@ class Runtime:
             print(msg, flush=True)
         with self.log_path.open("a", encoding="utf-8") as f:
             f.write(msg + "\n")
+
+    def metric(self, **fields) -> None:
+        """One JSON object per logged step or validation in metrics.jsonl: the curves, machine-read
+        (train.log keeps the official lines for people and record checkers)."""
+        if self.is_main:
+            # A diverged number is written as null: JSON has no NaN, and the log line keeps the text.
+            clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in fields.items()}
+            with self.metrics_path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(clean, sort_keys=True, allow_nan=False) + "\n")
 
     def sync(self) -> None:
         if self.cuda:
@@ -293,39 +335,51 @@ def resolve_data(args: Hyperparameters) -> tuple[Path, Path]:
 # in bf16 (linear weights and control tensors stay fp32, as official) under torch.compile.
 
 
-def build_model(args: Hyperparameters, rt: Runtime) -> models.LanguageModel:
+def build_model(args: Hyperparameters, rt: Runtime) -> tuple[models.LanguageModel, dict[str, str]]:
+    """The variant and its tensor roles (checked: every saved tensor has one), which decide the
+    optimizer split, the quantization groups and, on GPU, which tensors stay fp32."""
     config = models.config_from_env(args.model, os.environ)
     model = models.build(args.model, config).to(rt.device)
+    roles = model.checked_roles()
     if rt.cuda:
         model = model.bfloat16()
         for module in model.modules():  # matmul weights stay fp32 and are cast per use
             if isinstance(module, torch.nn.Linear):
                 module.float()
         for name, param in model.named_parameters():  # vectors and control tensors stay fp32
-            if param.ndim < 2 or any(p in name for p in models.base.CONTROL_TENSOR_NAME_PATTERNS):
+            if param.ndim < 2 or roles[name] == "control":
                 param.data = param.data.float()
-    return model
+    return model, roles
+
+
+def embed_lr(args: Hyperparameters, model: models.LanguageModel) -> float:
+    """TIED_EMBED_LR when the embedding is also the head (the baseline, and any family without a
+    TIE_EMBEDDINGS knob), EMBED_LR when an untied head has its own."""
+    return args.tied_embed_lr if getattr(model.config, "tie_embeddings", True) else args.embed_lr
 
 
 def build_optimizers(args: Hyperparameters, model: models.LanguageModel, rt: Runtime,
                      train_dtype: torch.dtype | None) -> list:
     groups = model.param_groups()
-    tied = getattr(model.config, "tie_embeddings", True)
     adam_kw = dict(betas=(args.beta1, args.beta2), eps=args.adam_eps, fused=rt.cuda)
 
-    def adam(params, lr: float):
-        return torch.optim.Adam([{"params": params, "lr": lr, "base_lr": lr}], **adam_kw)
+    def adam(params, lr: float, weight_decay: float = 0.0):
+        # AdamW's decay is decoupled and scaled by the scheduled LR; with none it is plain Adam.
+        kind = torch.optim.AdamW if weight_decay > 0 else torch.optim.Adam
+        return kind([{"params": params, "lr": lr, "base_lr": lr}], weight_decay=weight_decay, **adam_kw)
 
-    optimizers = [adam(groups["embed"], args.tied_embed_lr if tied else args.embed_lr)]
+    optimizers = [adam(groups["embed"], embed_lr(args, model), args.embed_weight_decay)]
     muon = Muon(groups["matrix"], lr=args.matrix_lr, momentum=args.muon_momentum,
                 backend_steps=args.muon_backend_steps,
                 ns_dtype=train_dtype or torch.float32,
-                orthogonalize=torch.compile(zeropower_via_newtonschulz5) if rt.cuda else zeropower_via_newtonschulz5)
+                orthogonalize=torch.compile(zeropower_via_newtonschulz5) if rt.cuda else zeropower_via_newtonschulz5,
+                row_norm=bool(args.muon_row_norm), polar_express=bool(args.muon_polar_express),
+                weight_decay=args.muon_weight_decay)
     for group in muon.param_groups:
         group["base_lr"] = args.matrix_lr
     optimizers += [muon, adam(groups["scalar"], args.scalar_lr)]
     if groups["head"]:
-        optimizers.append(adam(groups["head"], args.head_lr))
+        optimizers.append(adam(groups["head"], args.head_lr, args.embed_weight_decay))
     return [opt for opt in optimizers if any(g["params"] for g in opt.param_groups)]
 
 
@@ -335,7 +389,7 @@ def build_optimizers(args: Hyperparameters, model: models.LanguageModel, rt: Run
 # Why constant-then-linear-warmdown: the baseline's schedule. Under a wallclock cap the
 # warmdown is measured in time (WARMDOWN_ITERS × the mean step time so far), so the LR reaches
 # zero when the cap does however fast the hardware is. WARMDOWN_FRAC, a golf addition, sets
-# the warmdown as a share of the run instead.
+# the warmdown as a share of the run instead, and MIN_LR floors it (the top records stop at 0.1).
 
 
 def run_progress(args: Hyperparameters, step: int, elapsed_ms: float) -> float:
@@ -346,6 +400,10 @@ def run_progress(args: Hyperparameters, step: int, elapsed_ms: float) -> float:
 
 
 def lr_multiplier(args: Hyperparameters, step: int, elapsed_ms: float) -> float:
+    return max(warmdown_multiplier(args, step, elapsed_ms), args.min_lr)
+
+
+def warmdown_multiplier(args: Hyperparameters, step: int, elapsed_ms: float) -> float:
     cap_ms = 1000.0 * args.max_wallclock_seconds if args.max_wallclock_seconds > 0 else None
     if cap_ms is None:
         warmdown = (args.warmdown_frac * args.iterations if args.warmdown_frac > 0
@@ -374,11 +432,23 @@ def lr_multiplier(args: Hyperparameters, step: int, elapsed_ms: float) -> float:
 
 
 def artifact_meta(args: Hyperparameters, model: models.LanguageModel, tok_path: Path,
-                  tok_sha: str, vocab: int) -> dict:
+                  tok_sha: str, vocab: int, batch_windows: int) -> dict:
+    # Everything `golf score` needs to rebuild the model and reproduce the trainer's score.
     return {"model": {"variant": model.variant, "config": model.config_dict()},
             "tokenizer": {"name": tok_path.name, "sha256": tok_sha, "vocab_size": vocab},
-            "eval": {"seq_len": args.train_seq_len},
-            "run": {"run_id": args.run_id, "seed": args.seed}, "golf_version": golf.__version__}
+            "eval": {"seq_len": args.train_seq_len, "seed": args.eval_seed, "samples": args.eval_samples,
+                     "batch_windows": batch_windows},
+            "run": {"run_id": args.run_id, "seed": args.seed, "preset": PRESET or None,
+                    "training": training_options(args)},
+            "golf_version": golf.__version__}
+
+
+def training_options(args: Hyperparameters) -> dict:
+    """The trainer's frontier options as this run set them: the artifact keeps them (golf inspect)."""
+    return {"ema_decay": args.ema_decay, "min_lr": args.min_lr, "muon_row_norm": args.muon_row_norm,
+            "muon_polar_express": args.muon_polar_express, "muon_weight_decay": args.muon_weight_decay,
+            "embed_weight_decay": args.embed_weight_decay, "recur_start_frac": args.recur_start_frac,
+            "qat_start_frac": args.qat_start_frac, "warmdown_frac": args.warmdown_frac}
 
 
 def calibrate(args: Hyperparameters, rt: Runtime, model: models.LanguageModel, loader: DistributedTokenLoader,
@@ -426,17 +496,19 @@ def main() -> None:
     # Tokenizer, byte table and data.
     sp = load_tokenizer(tok_path)
     tok_sha = embedded.file_sha256(tok_path)
-    model = build_model(args, rt)
-    vocab = model.config.vocab_size
-    if sp.vocab_size() != vocab:
-        raise SystemExit(f"train_gpt.py: tokenizer has {sp.vocab_size()} pieces but VOCAB_SIZE={vocab}")
-    table = build_byte_table(sp, vocab)
+    model, roles = build_model(args, rt)
+    rule.check_roles(roles)  # a rule group naming no tensor of this model (a typo) fails now too
+    # The tokenizer's ids are the data's; any further model ids are reserved (never data, 0 bytes).
+    vocab = sp.vocab_size()
+    check_vocab(model, vocab)
+    table = build_byte_table(sp, model.vocab_size)
     train_files = find_shards(data_path, "train")
     val_tokens = load_val_tokens(find_shards(data_path, "val"), args.train_seq_len,
                                  max_tokens=args.val_max_tokens or None, vocab_size=vocab)
     windows = val_windows(val_tokens, args.train_seq_len)
     val_batch_windows = max(1, args.val_batch_size // (rt.world_size * grad_accum) // args.train_seq_len)
     eval_dtype = eval_autocast_dtype(rt.device)
+    meta = artifact_meta(args, model, tok_path, tok_sha, vocab, val_batch_windows)
     train_dtype = rt.train_autocast(args.autocast)
 
     code = selfcontained.running_code(Path(__file__))
@@ -453,7 +525,11 @@ def main() -> None:
             f"max_wallclock_seconds:{args.max_wallclock_seconds:.3f} warmdown_iters:{args.warmdown_iters} "
             f"warmdown_frac:{args.warmdown_frac}")
     rt.log0(f"quant:{rule.spec} compressor:{args.compressor} qat_start_frac:{args.qat_start_frac}")
-    rt.log0(f"embed_lr:{args.tied_embed_lr if model.config.tie_embeddings else args.embed_lr} "
+    rt.log0(f"preset:{PRESET or 'none'} filled:{','.join(sorted(PRESET_FILLED)) or '-'} ema_decay:{args.ema_decay} "
+            f"min_lr:{args.min_lr} muon_row_norm:{args.muon_row_norm} muon_polar_express:{args.muon_polar_express} "
+            f"muon_weight_decay:{args.muon_weight_decay} embed_weight_decay:{args.embed_weight_decay} "
+            f"recur_start_frac:{args.recur_start_frac}")
+    rt.log0(f"embed_lr:{embed_lr(args, model)} "
             f"head_lr:{args.head_lr} matrix_lr:{args.matrix_lr} scalar_lr:{args.scalar_lr} seed:{args.seed}")
 
     # Compile and wrap. On CPU there is no compile, so no compile warm-up either.
@@ -502,11 +578,17 @@ def main() -> None:
         zero_grad()
         loader = make_loader()
 
-    def validate() -> tuple[float, float]:
-        result = evaluate(model, windows, table, batch_windows=val_batch_windows, device=rt.device,
-                          rank=rt.rank, world_size=rt.world_size, autocast_dtype=eval_dtype)
-        return result.val_loss, result.val_bpb
+    def validate(scored_model: models.LanguageModel):
+        return evaluate(scored_model, windows, table, batch_windows=val_batch_windows, device=rt.device,
+                        rank=rt.rank, world_size=rt.world_size, autocast_dtype=eval_dtype,
+                        seed=args.eval_seed, samples=args.eval_samples)
 
+    ema = WeightEMA(model, args.ema_decay) if args.ema_decay > 0 else None
+    recurrence_pending = args.recur_start_frac > 0
+    if recurrence_pending:  # depth recurrence waits for its share of the run (no parameters change)
+        if not hasattr(model, "recurrence_on"):
+            raise SystemExit(f"train_gpt.py: RECUR_START_FRAC is set but model {args.model!r} has no depth recurrence")
+        model.recurrence_on = False
     cap_ms = 1000.0 * args.max_wallclock_seconds if args.max_wallclock_seconds > 0 else None
     training_ms, stop_after, step, qat_on = 0.0, None, 0, False
     last_good = LastGoodWeights(model)
@@ -514,7 +596,7 @@ def main() -> None:
     def stop_if_non_finite(value: float, what: str,
                            advice: str = "Lower the learning rates or set GRAD_CLIP_NORM.") -> None:
         if not rt.all_true(math.isfinite(value)):
-            stop_on_non_finite(rt, args, model, last_good, f"{what} ({value})", advice, tok_path, tok_sha, vocab)
+            stop_on_non_finite(rt, model, last_good, f"{what} ({value})", advice, meta)
 
     val_loss = val_bpb = float("nan")
     rt.sync()
@@ -524,9 +606,16 @@ def main() -> None:
         if last_step or (args.val_loss_every > 0 and step % args.val_loss_every == 0):
             rt.sync()
             training_ms += 1000.0 * (time.perf_counter() - t0)
-            val_loss, val_bpb = validate()
+            if last_step and ema is not None:  # from here on the averaged weights are the model
+                ema.copy_to(model)
+                rt.log0(f"ema:applied decay:{args.ema_decay} step:{step}")
+            val = validate(model)
+            val_loss, val_bpb = val.val_loss, val.val_bpb
             rt.log0(f"step:{step}/{args.iterations} val_loss:{val_loss:.4f} val_bpb:{val_bpb:.4f} "
                     f"train_time:{training_ms:.0f}ms step_avg:{training_ms / max(step, 1):.2f}ms")
+            rt.metric(kind="val", step=step, val_loss=val_loss, val_bpb=val_bpb, label=val.label,
+                      val_bpb_stderr=val.bpb_stderr, train_time_ms=round(training_ms),
+                      tokens_seen=step * args.train_batch_tokens)
             rt.sync()
             t0 = time.perf_counter()
         if last_step:
@@ -539,7 +628,10 @@ def main() -> None:
         if args.qat_start_frac > 0 and not qat_on and rt.any_true(
                 run_progress(args, step, elapsed_ms) >= args.qat_start_frac):
             qat_on = True
-            rt.log0(f"qat:enabled step:{step} layers:{enable_qat(model, rule)} rule:{rule.spec}")
+            rt.log0(f"qat:enabled step:{step} layers:{enable_qat(model, rule, roles)} rule:{rule.spec}")
+        if recurrence_pending and rt.any_true(run_progress(args, step, elapsed_ms) >= args.recur_start_frac):
+            recurrence_pending, model.recurrence_on = False, True
+            rt.log0(f"recurrence:enabled step:{step} order:{model.block_order()}")
         zero_grad()
         train_loss = run_micro_steps(loader)
         stop_if_non_finite(float(train_loss), f"train loss at step {step}")
@@ -555,12 +647,16 @@ def main() -> None:
         for opt in optimizers:
             opt.step()
         zero_grad()
+        if ema is not None:
+            ema.update(model)
         step += 1
 
         approx_ms = training_ms + 1000.0 * (time.perf_counter() - t0)
         if args.train_log_every > 0 and (step <= 10 or step % args.train_log_every == 0 or stop_after is not None):
             rt.log0(f"step:{step}/{args.iterations} train_loss:{train_loss.item():.4f} "
                     f"train_time:{approx_ms:.0f}ms step_avg:{approx_ms / step:.2f}ms")
+            rt.metric(kind="train", step=step, train_loss=train_loss.item(), lr_scale=scale,
+                      train_time_ms=round(approx_ms), tokens_seen=step * args.train_batch_tokens)
         if stop_after is None and rt.any_true(cap_ms is not None and approx_ms >= cap_ms):
             stop_after = step
 
@@ -573,15 +669,15 @@ def main() -> None:
     rt.log0(f"tokens_seen:{tokens_seen} tokens_per_s:{tokens_seen / max(training_ms / 1000, 1e-9):.0f}")
 
     # Quantize, write, reload from the bytes alone, and score what ships.
-    meta = artifact_meta(args, model, tok_path, tok_sha, vocab)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     artifact_path = rt.run_dir / "model.golf"
     hessians, gptq_seconds = None, 0.0
     if rule.gptq:
         hessians, gptq_seconds = calibrate(args, rt, model, make_loader(), grad_accum, train_dtype)
     if rt.is_main:
-        quant.write_artifact(rt.run_dir / "model_raw.golf", state, rule="fp32", meta=meta, compressor="none")
-        quant.write_artifact(artifact_path, state, rule=rule, meta=meta, compressor=args.compressor,
+        quant.write_artifact(rt.run_dir / "model_raw.golf", state, rule="fp32", roles=roles, meta=meta,
+                             compressor="none")
+        quant.write_artifact(artifact_path, state, rule=rule, roles=roles, meta=meta, compressor=args.compressor,
                              hessians=hessians)
     rt.barrier()
     loaded = quant.read_artifact(artifact_path)
@@ -592,17 +688,19 @@ def main() -> None:
     rt.log0(f"Code size: {bytes_code} bytes (self-contained train_gpt.py: {len(code.sources.files())} files, "
             f"{code.sources.source_bytes()} bytes of source)")
     rt.log0(f"Total submission size {args.quant_rule}+{compressor}: {bytes_model + bytes_code} bytes "
-            f"(cap 16000000, headroom {16_000_000 - bytes_model - bytes_code})")
+            f"(cap {CAP_BYTES}, headroom {CAP_BYTES - bytes_model - bytes_code})")
 
     roundtrip_model = model_from_artifact(loaded.meta, loaded.state_dict).to(rt.device)
-    result = evaluate(roundtrip_model, windows, table, batch_windows=val_batch_windows, device=rt.device,
-                      rank=rt.rank, world_size=rt.world_size, autocast_dtype=eval_dtype)
+    result = validate(roundtrip_model)
     stop_if_non_finite(result.val_bpb, f"val_bpb of the {rule.spec}+{compressor} artifact",
                        f"Pick a QUANT rule that can hold these weights (unquantized they score {val_bpb:.4f}).")
     tag = f"final_{_tag(args.quant_rule)}_{_tag(compressor)}_roundtrip"
     rt.log0(f"{tag} val_loss:{result.val_loss:.4f} val_bpb:{result.val_bpb:.4f} "
             f"eval_time:{1000 * result.seconds:.0f}ms label:{result.label}")
     rt.log0(f"{tag}_exact val_loss:{result.val_loss:.8f} val_bpb:{result.val_bpb:.8f}")
+    rt.metric(kind="final", step=step, val_loss=result.val_loss, val_bpb=result.val_bpb, label=result.label,
+              val_bpb_stderr=result.bpb_stderr, train_time_ms=round(training_ms), tokens_seen=tokens_seen,
+              bytes_total=bytes_model + bytes_code)
 
     summary = {
         **result.as_dict(), "pre_quant_val_loss": val_loss, "pre_quant_val_bpb": val_bpb,
@@ -615,6 +713,7 @@ def main() -> None:
         "compressor": compressor, "artifact": artifact_path.name, "gptq_seconds": round(gptq_seconds, 3),
         "qat": qat_on, "source_sha256": code.sources.sha256(), "packed_code": code.packed,
         "config": {k: v for k, v in vars(Hyperparameters).items() if not k.startswith("_")},
+        "preset": PRESET or None, "preset_filled": sorted(PRESET_FILLED),
         "model_config": model.config_dict(), "model": args.model,
         "env": dict(sorted({**ENV_SET, **{k.upper(): os.environ[k.upper()] for k in model.config_dict()
                                           if k.upper() in os.environ}}.items())),
@@ -647,16 +746,16 @@ class LastGoodWeights:
         return {name: t.cpu() for name, t in zip(self.names, self.saved)}
 
 
-def stop_on_non_finite(rt: Runtime, args: Hyperparameters, model: models.LanguageModel, last_good: LastGoodWeights,
-                       what: str, advice: str, tok_path: Path, tok_sha: str, vocab: int) -> None:
+def stop_on_non_finite(rt: Runtime, model: models.LanguageModel, last_good: LastGoodWeights, what: str,
+                       advice: str, meta: dict) -> None:
     """Save the last good weights (if any step ever had them), say so in one line, stop every rank."""
     path = rt.run_dir / "model_lastgood.golf"
     if last_good.step is None:
         kept = "no step ever gave a finite loss, so no weights are saved (check the model's init settings)"
     else:
         if rt.is_main:
-            quant.write_artifact(path, last_good.state_dict(), rule="fp32", compressor="none",
-                                 meta=artifact_meta(args, model, tok_path, tok_sha, vocab))
+            quant.write_artifact(path, last_good.state_dict(), rule="fp32", roles=model.checked_roles(), meta=meta,
+                                 compressor="none")
         kept = f"the last good weights (step {last_good.step}) are in {path}"
     message = f"non-finite {what}; stopped, {kept}. {advice}"
     rt.log0(f"error: {message}")

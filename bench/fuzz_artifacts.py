@@ -84,8 +84,8 @@ def seed_artifacts() -> list[bytes]:
             "tokenizer": {"name": "fineweb_1024_bpe.model", "sha256": embedded.EMBEDDED_TOKENIZER_SHA256,
                           "vocab_size": 1024}, "eval": {"seq_len": 64}, "run": {"run_id": "fuzz", "seed": 0}}
     names = quant.compressor_names()
-    return [quant.encode_artifact(model.state_dict(), rule=rule, meta=meta, compressor=c if c in names else "zstd-22")
-            for rule, c in SEEDS]
+    return [quant.encode_artifact(model.state_dict(), rule=rule, roles=model.checked_roles(), meta=meta,
+                                  compressor=c if c in names else "zstd-22") for rule, c in SEEDS]
 
 
 @dataclass

@@ -32,6 +32,7 @@ import quant  # noqa: E402
 from golf import embedded  # noqa: E402
 from golf.calibrate import collect_hessians  # noqa: E402
 from golf.data import DistributedTokenLoader, find_shards  # noqa: E402
+from golf.models import roles_from_meta  # noqa: E402
 from golf.score import model_from_artifact, score_artifact  # noqa: E402
 from quant.artifact import _tensor_bytes  # noqa: E402
 
@@ -62,7 +63,7 @@ def calibration_hessians(raw: quant.Artifact, tokens: int) -> tuple[dict[str, to
     model = model_from_artifact(raw.meta, raw.state_dict)
     seq_len = int(raw.meta["eval"]["seq_len"])
     loader = DistributedTokenLoader(find_shards(embedded.shards_dir(), "train"), 0, 1,
-                                    vocab_size=model.config.vocab_size)
+                                    vocab_size=model.vocab_size)
     batch_tokens = 8 * seq_len
     batches = (loader.next_batch(batch_tokens, seq_len, 1) for _ in range(max(1, tokens // batch_tokens)))
     return collect_hessians(model, batches, device=torch.device("cpu"))
@@ -97,6 +98,7 @@ def bench_run(run_dir: Path, rules: list[str], layouts: list[str], val_tokens: i
     reference = score_artifact(raw_path, **score_args)
     print(f"{run_dir}: {params:,} params, unquantized val_bpb {reference['val_bpb']:.5f}", flush=True)
     hessians, calib_seconds = calibration_hessians(raw, calib_tokens)
+    roles = roles_from_meta(raw.meta)
     compressors = quant.compressor_names()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,7 +112,7 @@ def bench_run(run_dir: Path, rules: list[str], layouts: list[str], val_tokens: i
             for layout in rule_layouts:
                 text = rule_text if layout is None else f"{rule_text},layout={layout}"
                 t0 = time.perf_counter()
-                body = quant.encode_artifact(raw.state_dict, rule=text, meta=raw.meta, compressor="none",
+                body = quant.encode_artifact(raw.state_dict, rule=text, roles=roles, meta=raw.meta, compressor="none",
                                              hessians=hessians if rule.gptq else None)
                 encode_seconds = max(encode_seconds, time.perf_counter() - t0)
                 decoded = quant.decode_artifact(body)

@@ -2,7 +2,8 @@
 largest model that fits, and FLOPs per token with a predicted 8×H100 step time.
 
 Nothing is trained or quantized. Models are built on the `meta` device (shapes only, no memory),
-each tensor's scheme comes from `quant.plan`, so new rules and schemes need no change here, and
+each tensor's component is its model role (`tensor_roles()`), its scheme comes from `quant.plan`
+with those roles, so new families, rules and schemes need no change here, and
 its bytes from a table of *measured* compressed bytes per parameter per scheme
 (`golf/assets/compression_ratios.json`, made by the benchmarks). Every byte figure is therefore
 an estimate; `golf inspect` gives the real split of a real artifact.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,8 @@ from torch import Tensor, nn
 
 import quant
 from golf import models
+from golf.challenge import CAP_BYTES, GPUS, TRAIN_SECONDS
 from golf.errors import GolfError
-from golf.inspect import LIMIT_BYTES
 from golf.limits import meta_model
 from golf.selfcontained import pack, read_sources
 
@@ -34,12 +36,13 @@ DEFAULT_RATIOS = Path(__file__).resolve().parent / "assets" / "compression_ratio
 OVERHEAD_FIXED_BYTES = 512
 OVERHEAD_PER_TENSOR_BYTES = 24
 H100_BF16_FLOPS = 989e12  # dense bf16 peak of one H100 SXM
-GPUS = 8
-TRAIN_SECONDS = 600.0  # the challenge's 10-minute training cap
 DEFAULT_MFU = 0.40
 MAX_LAYERS = 4096  # search caps: beyond these the answer is "more than you can train in 10 min"
 MAX_DIM = 65_536
 DIM_MULTIPLE = 64
+# Budget components of the standard roles; a family's own role (e.g. `bits`) is a component of its own.
+ROLE_COMPONENTS = {"emb": "embedding", "head": "lm_head", "attn": "attention", "mlp": "mlp",
+                   "control": "other", "other": "other"}
 COMPONENTS = ("embedding", "lm_head", "attention", "mlp", "other")
 FLOPS_FORMULA = "6*N_matmul + 6*L*T*D"
 
@@ -79,6 +82,26 @@ def load_ratios(path: Path) -> Ratios:
 # ----------------------------------------------------------------------------- shapes
 
 
+@dataclasses.dataclass(frozen=True)
+class Shapes:
+    """A model's state dict on the meta device (shapes only) and the role of every tensor."""
+
+    state_dict: dict[str, Tensor]
+    roles: dict[str, str]
+
+
+def meta_shapes(variant: str, config: Any) -> Shapes:
+    model = meta_model(variant, config)
+    return Shapes(model.state_dict(), model.checked_roles())
+
+
+def block_roles_like(reference: Mapping[str, str], names: list[str]) -> dict[str, str]:
+    """Roles for another depth of the same model: `blocks.N.x` has the role `blocks.0.x` has in
+    `reference` (every block is built alike); other names keep theirs."""
+    return {n: reference[re.sub(r"^blocks\.\d+\.", "blocks.0.", n)] if n.startswith("blocks.") else reference[n]
+            for n in names}
+
+
 def ar_shapes(c: Any) -> dict[str, tuple[int, ...]]:
     """The `ar` state dict's shapes in closed form. Building 1000 blocks, even on meta, takes
     seconds; the layer search needs dozens of candidates. Checked against a real meta build
@@ -100,52 +123,58 @@ def ar_shapes(c: Any) -> dict[str, tuple[int, ...]]:
 
 
 class Sizer:
-    """Shape-only state dicts for `variant` at any config, closed-form when verified, else built."""
+    """Shape-only state dicts and roles for `variant` at any config, closed-form when verified
+    against the real build at the user's config, else built."""
 
-    def __init__(self, variant: str, reference: Mapping[str, Tensor], config: Any) -> None:
+    def __init__(self, variant: str, reference: Shapes, config: Any) -> None:
         self.variant = variant
-        self.closed_form = (variant == "ar" and all(t.dtype == torch.float32 for t in reference.values())
-                            and ar_shapes(config) == {k: tuple(t.shape) for k, t in reference.items()})
-        self._cache: dict[str, dict[str, Tensor]] = {}  # every rule's search probes mostly the same configs
+        self.reference_roles = reference.roles
+        sd = reference.state_dict
+        self.closed_form = (variant == "ar" and all(t.dtype == torch.float32 for t in sd.values())
+                            and ar_shapes(config) == {k: tuple(t.shape) for k, t in sd.items()}
+                            and block_roles_like(reference.roles, list(sd)) == reference.roles)
+        self._cache: dict[str, Shapes] = {}  # every rule's search probes mostly the same configs
 
-    def state_dict(self, config: Any) -> dict[str, Tensor]:
+    def shapes(self, config: Any) -> Shapes:
         key = repr(config)
         if key not in self._cache:
-            self._cache[key] = ({k: torch.empty(s, device="meta") for k, s in ar_shapes(config).items()}
-                                if self.closed_form else meta_model(self.variant, config).state_dict())
+            if self.closed_form:
+                sd = {k: torch.empty(s, device="meta") for k, s in ar_shapes(config).items()}
+                self._cache[key] = Shapes(sd, block_roles_like(self.reference_roles, list(sd)))
+            else:
+                self._cache[key] = meta_shapes(self.variant, config)
         return self._cache[key]
 
 
-def component_of(name: str, t: Tensor) -> str:
-    if "tok_emb" in name:
-        return "embedding"
-    if "lm_head" in name:
-        return "lm_head"
-    if t.ndim >= 2 and ".attn." in name:
-        return "attention"
-    if t.ndim >= 2 and ".mlp." in name:
-        return "mlp"
-    return "other"  # gains, mixes, skip weights: small, but fp32 under most rules
+def component_of(role: str) -> str:
+    return ROLE_COMPONENTS.get(role, role)
 
 
-def params_by_component(sd: Mapping[str, Tensor]) -> dict[str, int]:
+def params_by_component(shapes: Shapes) -> dict[str, int]:
     out = dict.fromkeys(COMPONENTS, 0)
-    for name, t in sd.items():
-        out[component_of(name, t)] += t.numel()
+    for name, t in shapes.state_dict.items():
+        key = component_of(shapes.roles[name])
+        out[key] = out.get(key, 0) + t.numel()
     return out
 
 
 # ----------------------------------------------------------------------------- bytes
 
 
-def estimate_bytes(sd: Mapping[str, Tensor], rule: str, ratios: Ratios) -> dict[str, Any]:
+def estimate_bytes(shapes: Shapes, rule: str, ratios: Ratios) -> dict[str, Any]:
     """Model bytes ≈ Σ numel × bytes_per_param[scheme] + container overhead, split by component and scheme."""
+    sd = shapes.state_dict
     by_component = dict.fromkeys(COMPONENTS, 0.0)
     by_scheme: dict[str, float] = {}
-    for name, scheme in quant.plan(sd, rule).items():
+    try:
+        planned = quant.plan(sd, rule, roles=shapes.roles)
+    except quant.QuantError as e:
+        raise GolfError(f"rule {rule!r}: {e}") from None
+    for name, scheme in planned.items():
         t = sd[name]
         nbytes = t.numel() * ratios.of(scheme, t)
-        by_component[component_of(name, t)] += nbytes
+        key = component_of(shapes.roles[name])
+        by_component[key] = by_component.get(key, 0.0) + nbytes
         by_scheme[scheme] = by_scheme.get(scheme, 0.0) + nbytes
     overhead = OVERHEAD_FIXED_BYTES + OVERHEAD_PER_TENSOR_BYTES * len(sd)
     return {"model_bytes": math.ceil(sum(by_scheme.values())) + overhead, "overhead_bytes": overhead,
@@ -184,15 +213,15 @@ def largest_models(sizer: Sizer, config: Any, rule: str, ratios: Ratios, code_by
     """The largest NUM_LAYERS (at this width) and MODEL_DIM (at this depth) whose estimate fits,
     each with the next step up (which does not fit) so the margin is visible."""
     def total(cfg: Any) -> int:
-        return code_bytes + estimate_bytes(sizer.state_dict(cfg), rule, ratios)["model_bytes"]
+        return code_bytes + estimate_bytes(sizer.shapes(cfg), rule, ratios)["model_bytes"]
 
     def search(make: Callable[[int], Any], cap: int, field: str) -> dict[str, Any] | None:
-        k = _largest(lambda k: total(make(k)) <= LIMIT_BYTES, cap)
+        k = _largest(lambda k: total(make(k)) <= CAP_BYTES, cap)
         if not k:
             return None
         found, nxt = make(k), make(k + 1)
         return {"value": getattr(found, field), "total_bytes": total(found), "at_cap": k >= cap,
-                "params": sum(t.numel() for t in sizer.state_dict(found).values()),
+                "params": sum(t.numel() for t in sizer.shapes(found).state_dict.values()),
                 "num_heads": getattr(found, "num_heads", None), "num_kv_heads": getattr(found, "num_kv_heads", None),
                 "next": {"value": getattr(nxt, field), "total_bytes": total(nxt)}}
 
@@ -224,18 +253,33 @@ def packed_code_bytes(script: Path) -> tuple[int, int]:
     return len(pack(sources)), len(sources.files())
 
 
+def block_runs(model: nn.Module, config: Any) -> tuple[dict[int, int], int]:
+    """How many times each block runs per token (depth recurrence runs some more than once) and the
+    number of block runs in all (the L of the attention term)."""
+    order = model.block_order() if hasattr(model, "block_order") else list(range(config.num_layers))
+    runs = {i: order.count(i) for i in set(order)}
+    return runs, len(order)
+
+
 def compute(model: nn.Module, config: Any, seq_len: int, batch_tokens: int, mfu: float) -> dict[str, Any]:
     """Training FLOPs/token = 6·N_matmul (fwd 2 + bwd 4 per weight) + 6·L·T·D (QKᵀ and AV, fwd+bwd,
     halved for the causal mask); step time at `mfu` of 8 H100s' dense bf16 peak. N_matmul is every
-    Linear weight plus a tied head's V·D; the embedding lookup is a gather, no FLOPs."""
-    n = sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Linear))
+    Linear weight, counted once per run of its block (depth recurrence), plus a tied head's V·D;
+    L counts block runs. The embedding lookup is a gather, no FLOPs."""
+    runs, layer_runs = block_runs(model, config)
+    n = 0
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            index = name.split(".")[1] if name.startswith("blocks.") else None
+            n += m.weight.numel() * (runs.get(int(index), 1) if index is not None else 1)
     if getattr(config, "tie_embeddings", False):
         n += sum(m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding))
-    attention = 6 * config.num_layers * seq_len * config.model_dim
+    attention = 6 * layer_runs * seq_len * config.model_dim
     per_token = 6 * n + attention
     step = per_token * batch_tokens / (GPUS * H100_BF16_FLOPS * mfu)
     steps = int(TRAIN_SECONDS // step)
-    return {"formula": FLOPS_FORMULA, "matmul_params": n, "attention_flops_per_token": attention,
+    return {"formula": FLOPS_FORMULA, "matmul_params": n, "layer_runs": layer_runs,
+            "attention_flops_per_token": attention,
             "flops_per_token": per_token, "seq_len": seq_len, "batch_tokens": batch_tokens, "mfu": mfu,
             "gpus": GPUS, "peak_flops_per_gpu": H100_BF16_FLOPS, "step_seconds": step,
             "train_seconds": TRAIN_SECONDS, "steps": steps, "tokens": steps * batch_tokens}
@@ -245,24 +289,26 @@ def compute(model: nn.Module, config: Any, seq_len: int, batch_tokens: int, mfu:
 
 
 def budget(variant: str, config: Any, rules: list[str], ratios: Ratios, *, code_bytes: int, code_source: str,
-           seq_len: int, batch_tokens: int, mfu: float = DEFAULT_MFU, search: bool = True) -> dict[str, Any]:
+           seq_len: int, batch_tokens: int, mfu: float = DEFAULT_MFU, search: bool = True,
+           preset: str | None = None) -> dict[str, Any]:
     """The whole plan; `rules[0]` is the chosen rule whose fit decides `fits`."""
     model = meta_model(variant, config)
-    sd = model.state_dict()
-    sizer = Sizer(variant, sd, config)
-    params = params_by_component(sd)
+    shapes = Shapes(model.state_dict(), model.checked_roles())
+    sd = shapes.state_dict
+    sizer = Sizer(variant, shapes, config)
+    params = params_by_component(shapes)
     total = sum(params.values())
     vocab = params["embedding"] + params["lm_head"]  # V·D, twice when the head is untied
     rows = []
     for i, rule in enumerate(rules):
-        est = estimate_bytes(sd, rule, ratios)
+        est = estimate_bytes(shapes, rule, ratios)
         total_bytes = code_bytes + est["model_bytes"]
         emb = est["bytes_by_component"]["embedding"] + est["bytes_by_component"]["lm_head"]
         rows.append({"rule": rule, "spec": quant.parse_rule(rule).spec, "chosen": i == 0, **est,
-                     "total_bytes": total_bytes, "headroom": LIMIT_BYTES - total_bytes,
-                     "fits": total_bytes <= LIMIT_BYTES, "vocab_bytes_share": emb / est["model_bytes"],
+                     "total_bytes": total_bytes, "headroom": CAP_BYTES - total_bytes,
+                     "fits": total_bytes <= CAP_BYTES, "vocab_bytes_share": emb / est["model_bytes"],
                      "largest": largest_models(sizer, config, rule, ratios, code_bytes) if search else None})
-    return {"variant": variant, "config": dataclasses.asdict(config), "limit": LIMIT_BYTES,
+    return {"variant": variant, "preset": preset, "config": dataclasses.asdict(config), "limit": CAP_BYTES,
             "params": {"total": total, "components": params, "tensors": len(sd)},
             "vocab": {"vocab_size": getattr(config, "vocab_size", None), "model_dim": getattr(config, "model_dim", None),
                       "params": vocab, "share": vocab / total if total else 0.0,

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from golf import embedded
+from golf.challenge import CAP_BYTES
 from golf.errors import GolfError
 from golf.launch import launch_training
 from golf.score import score_artifact
 
-ARTIFACT_CAP_BYTES = 16_000_000
 
 # A small model in the baseline's shape: big enough to learn real structure from 0.5M tokens,
 # small enough that 2 CPU cores take ~1 s per 8K-token step.
@@ -54,7 +54,7 @@ def run_demo(out_dir: Path, *, seconds: float, nproc: int, overrides: dict[str, 
         "pre_quant_val_bpb": result["pre_quant_val_bpb"], "trainer_val_bpb": result["val_bpb"],
         "score_vs_trainer_abs_diff": gap, "bytes_model": result["bytes_model"],
         "bytes_code": result["bytes_code"], "bytes_total": result["bytes_total"],
-        "cap": ARTIFACT_CAP_BYTES, "headroom": ARTIFACT_CAP_BYTES - result["bytes_total"],
+        "cap": CAP_BYTES, "headroom": CAP_BYTES - result["bytes_total"],
         "steps": result["steps"], "train_time_ms": result["train_time_ms"],
         "train_tokens_per_s": result["tokens_seen"] / max(result["train_time_ms"] / 1000, 1e-9),
         "score_tokens_per_s": scored["tokens_per_s"], "wall_seconds": round(wall, 1),

@@ -6,12 +6,15 @@ compressor, then split the real compressed body size over the segments in propor
 standalone sizes. Largest-remainder rounding keeps the integers summing to the body size exactly,
 and the container row (header + digest) closes the gap, so the rows always add up to the file.
 
-Only the manifest, `quant.open_raw`, `quant.decode_artifact` and `quant.read_artifact` are used:
-nothing here knows any scheme, so new schemes show up without changes.
+Only the manifest, `quant.open_raw`, `quant.decode_quantized` (the tensors as stored),
+`quant.dequantize` and `quant.read_artifact` are used: nothing here knows any scheme, so new schemes
+show up without changes. Each tensor's role comes from the model the manifest describes
+(`tensor_roles()` of a meta-device build), and the totals are grouped by it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from pathlib import Path
@@ -20,10 +23,11 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from golf.challenge import CAP_BYTES
 from golf.errors import GolfError
-from quant import ArtifactError, compress, decode_artifact, open_raw, read_artifact
+from golf.models import config_class, roles_from_meta
+from quant import ArtifactError, QuantError, compress, decode_quantized, dequantize, open_raw, read_artifact
 
-LIMIT_BYTES = 16_000_000  # the challenge cap on code + compressed model bytes
 RAW_NAME = "model_raw.golf"  # the unquantized fp32 copy train_gpt.py writes beside model.golf
 
 
@@ -110,13 +114,53 @@ def _rel_errors(decoded: dict[str, torch.Tensor], reference: Path) -> dict[str, 
     return out
 
 
-def _row(name: str, kind: str, *, scheme: str | None = None, shape: list[int] | None = None,
-         params: int = 0, raw_bytes: int, alone_bytes: int, nbytes: int, file_bytes: int,
-         rel_error: float | None = None) -> dict[str, Any]:
-    return {"name": name, "kind": kind, "scheme": scheme, "shape": shape, "params": params,
+def _row(name: str, kind: str, *, scheme: str | None = None, role: str | None = None,
+         shape: list[int] | None = None, params: int = 0, raw_bytes: int, alone_bytes: int, nbytes: int,
+         file_bytes: int, rel_error: float | None = None) -> dict[str, Any]:
+    return {"name": name, "kind": kind, "scheme": scheme, "role": role, "shape": shape, "params": params,
             "raw_bytes": raw_bytes, "alone_bytes": alone_bytes, "bytes": nbytes,
             "share": nbytes / file_bytes if file_bytes else 0.0,
             "bytes_per_param": nbytes / params if params else None, "rel_error": rel_error}
+
+
+def _roles(meta: dict, names: set[str]) -> tuple[dict[str, str], str | None]:
+    """Each tensor's role from the model the manifest describes, or none (and why) when it describes
+    none or a different set of tensors: inspecting never needs the model, so this is not an error."""
+    try:
+        roles = roles_from_meta(meta)
+    except GolfError as e:
+        return {}, f"no roles: {e}"
+    if set(roles) != names:
+        return {}, "no roles: the artifact's tensors are not the ones its model description has"
+    return roles, None
+
+
+def set_options(meta: dict) -> dict[str, Any]:
+    """What the run changed from the baseline: model config fields off their family's defaults, and
+    the trainer's options (EMA, MIN_LR, Muon variants, ...) that are on. Empty when unknown."""
+    spec = meta.get("model")
+    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
+        return {}
+    try:
+        defaults = {f.name: f.default for f in dataclasses.fields(config_class(spec.get("variant")))}
+    except (GolfError, TypeError):
+        return {}
+    out = {k: v for k, v in spec["config"].items() if k in defaults and v != defaults[k]}
+    run = meta.get("run")
+    training = run.get("training") if isinstance(run, dict) else None
+    if isinstance(training, dict):
+        out.update({k: v for k, v in training.items() if isinstance(v, (int, float)) and v})
+    return out
+
+
+def _by_role(tensors: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for row in tensors:
+        group = out.setdefault(row["role"] or "(unknown)", {"tensors": 0, "params": 0, "bytes": 0})
+        group["tensors"] += 1
+        group["params"] += row["params"]
+        group["bytes"] += row["bytes"]
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["bytes"]))
 
 
 def inspect_artifact(path: str | os.PathLike, *, reference: str | os.PathLike | None = None,
@@ -136,11 +180,13 @@ def inspect_artifact(path: str | os.PathLike, *, reference: str | os.PathLike | 
         raw = open_raw(data)
         # Decoding checks every part against its dtype, shape and the payload bounds before we
         # slice the payload with offsets from the manifest; the error column needs it anyway.
-        decoded = decode_artifact(data).state_dict
-    except ArtifactError as e:  # read once as bytes, so name the file the way read_artifact does
+        stored = decode_quantized(data)
+        decoded = dequantize(stored.tensors)
+    except QuantError as e:  # read once as bytes, so name the file the way read_artifact does
         raise ArtifactError(f"{artifact}: {e}") from None
     errors = _rel_errors(decoded, ref_path) if ref_path else None
     del decoded  # the dequantized copy can be several times the artifact's size
+    roles, roles_note = _roles(stored.meta, set(stored.tensors))
 
     # Segments, in body order: the manifest (with its u32 length), each tensor, any unclaimed gap.
     payload = raw.payload
@@ -169,7 +215,7 @@ def inspect_artifact(path: str | os.PathLike, *, reference: str | os.PathLike | 
     for (name, kind, seg), alone_n, share in zip(segments, alone, shares, strict=True):
         if kind == "tensor":
             entry = entries[name]
-            rows.append(_row(name, "tensor", scheme=entry["scheme"], shape=list(entry["shape"]),
+            rows.append(_row(name, "tensor", scheme=entry["scheme"], role=roles.get(name), shape=list(entry["shape"]),
                              params=math.prod(entry["shape"]), raw_bytes=len(seg), alone_bytes=alone_n,
                              nbytes=share, file_bytes=raw.nbytes,
                              rel_error=errors[name] if errors else None))
@@ -193,11 +239,14 @@ def inspect_artifact(path: str | os.PathLike, *, reference: str | os.PathLike | 
         "reference": str(ref_path) if ref_path else None,
         "note": None if ref_path else
         f"no reference: rel_error needs --reference REF.golf (e.g. the run's {RAW_NAME})",
+        "roles_note": roles_note,
+        "by_role": _by_role(tensors),
         "variant": meta_model.get("variant") if isinstance(meta_model, dict) else None,
+        "options": set_options(raw.manifest["meta"]),
         "rows": tensors + others,
         "totals": {
             "params": params, "bytes": raw.nbytes, "bytes_per_param": raw.nbytes / params if params else None,
-            "limit": LIMIT_BYTES, "headroom": LIMIT_BYTES - raw.nbytes, "rule": raw.manifest["rule"],
+            "limit": CAP_BYTES, "headroom": CAP_BYTES - raw.nbytes, "rule": raw.manifest["rule"],
             "compressor": raw.compressor, "header_bytes": raw.header_nbytes, "digest_bytes": raw.digest_nbytes,
             "body_bytes": raw.body_nbytes, "body_raw_bytes": len(raw.body),
         },

@@ -15,19 +15,22 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from torch import nn
 
 from golf import models
 from golf.errors import GolfError
-from quant.limits import MAX_PARAMS, RECORD_CAP_BYTES
+from golf.challenge import CAP_BYTES
+from quant.limits import MAX_PARAMS
 
 # A record's train_gpt.py counts against the cap, so a script larger than the cap cannot be a
 # record: it is refused before it is read, let alone compiled (compiling costs ~100x its size).
-MAX_SCRIPT_BYTES = RECORD_CAP_BYTES
+MAX_SCRIPT_BYTES = CAP_BYTES
 MAX_RECORD_JSON_BYTES = 1 << 20  # submission.json and result.json: a few KB in practice
 # Scoring: the decoded weights, the model built from them, and one batch of activations must fit.
 # Batches shrink to fit; an artifact whose single window does not fit is refused.
 SCORE_MEMORY_BYTES = 4 << 30
+# Monte Carlo draws per window an artifact may ask its scorer for (meta.eval.samples): each is a
+# full forward pass, so this bounds the compute a manifest can demand; real runs use a handful.
+MAX_SAMPLES = 1024
 
 
 def _kind_ok(default: Any, value: Any) -> bool:
@@ -59,12 +62,13 @@ def config_from_manifest(variant: Any, values: Any) -> Any:
         if not _kind_ok(field.default, value):
             raise GolfError(f"artifact manifest: model config {field.name}={str(value)[:40]!r} is not a "
                             f"finite {type(field.default).__name__}")
-        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= MAX_PARAMS:
-            raise GolfError(f"artifact manifest: model config {field.name}={value} is outside 0..{MAX_PARAMS:,}")
+        # Sizes are the family's to check (some ints are -1 = off); a magnitude past any tensor is never one.
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_PARAMS:
+            raise GolfError(f"artifact manifest: model config {field.name}={value} is outside ±{MAX_PARAMS:,}")
     return models.make_config(variant, values)
 
 
-def meta_model(variant: str, config: Any) -> nn.Module:
+def meta_model(variant: str, config: Any) -> models.LanguageModel:
     """The real model on the meta device: every shape, no memory, even at absurd sizes."""
     try:
         with torch.device("meta"):

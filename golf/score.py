@@ -2,13 +2,21 @@
 
 One function does the evaluation for the trainer's periodic and final validation and for
 `golf score`, so the two can never disagree by construction. Windows are the baseline's
-non-overlapping `seq_len` blocks; ranks take contiguous shares and sum nats, tokens and bytes
-in float64 with one all-reduce.
+non-overlapping `seq_len` blocks, cut into batches of `batch_windows` on one global grid; ranks
+take contiguous shares of whole batches and sum nats, tokens and bytes in float64 with one
+all-reduce, so every batch holds the same windows whatever the world size.
+
+Monte Carlo scores (a `bound` such as an ELBO) draw their noise from a generator seeded by the
+score's seed and the index of the batch's first window, so the same seed, batch size and world size
+give the same number (DDP or not, up to float64 summation order), and another seed an independent
+estimate. The trainer records its seed, samples and batch size in the artifact, so `golf score`
+reproduces the trainer's number by default.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import time
 from contextlib import nullcontext
@@ -35,6 +43,7 @@ from golf.models.base import LanguageModel
 from quant import read_artifact
 
 LN2 = math.log(2.0)
+DEFAULT_BATCH_TOKENS = 65_536
 
 
 @dataclasses.dataclass
@@ -46,6 +55,8 @@ class ScoreResult:
     seconds: float
     # Standard error of nats_sum for Monte Carlo bounds; None for exact scores.
     nats_stderr: float | None = None
+    seed: int = 0  # what seeded the Monte Carlo draws (recorded for exact scores too)
+    samples: int = 1  # Monte Carlo estimates per window (exact models ignore it)
 
     @property
     def val_loss(self) -> float:
@@ -62,29 +73,43 @@ class ScoreResult:
     def as_dict(self) -> dict[str, Any]:
         return {"val_loss": self.val_loss, "val_bpb": self.val_bpb, "label": self.label,
                 "tokens": self.tokens, "bytes": self.bytes, "seconds": round(self.seconds, 3),
-                "val_bpb_stderr": self.bpb_stderr,
+                "val_bpb_stderr": self.bpb_stderr, "seed": self.seed, "samples": self.samples,
                 "implied_bytes_per_token": self.bytes / self.tokens}
+
+
+def batch_generator(seed: int, first_window: int, device: torch.device) -> torch.Generator:
+    """The generator for the batch starting at window `first_window`: a hash of both, so batches
+    (and DDP ranks) draw independent noise that depends on nothing else."""
+    digest = hashlib.sha256(f"golf-score:{seed}:{first_window}".encode()).digest()
+    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") >> 1)
 
 
 @torch.inference_mode()
 def evaluate(model: LanguageModel, windows: torch.Tensor, table: ByteTable, *,
              batch_windows: int, device: torch.device, rank: int = 0, world_size: int = 1,
-             autocast_dtype: torch.dtype | None = None, progress: bool = False) -> ScoreResult:
-    """Sum per-token nats and target bytes over `windows` [N, T+1] (this rank's share)."""
+             autocast_dtype: torch.dtype | None = None, progress: bool = False, seed: int = 0,
+             samples: int = 1) -> ScoreResult:
+    """Sum per-token nats and target bytes over `windows` [N, T+1] (this rank's share).
+
+    `seed` and `samples` reach Monte Carlo models (see the module docstring); exact ones ignore them.
+    """
+    if samples < 1:
+        raise GolfError(f"samples must be >= 1, got {samples}")
     start = time.perf_counter()
     was_training = model.training
     model.eval()
     table = table.to(device)
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # nats, tokens, bytes, variance
     labels: set[str] = set()
-    share = rank_slice(windows.size(0), rank, world_size)
+    n_windows = windows.size(0)
+    mine = rank_slice(math.ceil(n_windows / batch_windows), rank, world_size)
     autocast = (torch.autocast(device_type=device.type, dtype=autocast_dtype)
                 if autocast_dtype is not None else nullcontext())
-    batches = range(share.start, share.stop, batch_windows)
+    batches = range(mine.start * batch_windows, min(mine.stop * batch_windows, n_windows), batch_windows)
     for lo in tqdm(batches, desc="score", unit="batch", disable=not progress or None, leave=False):
-        batch = windows[lo:min(lo + batch_windows, share.stop)].to(device, non_blocking=True)
+        batch = windows[lo:min(lo + batch_windows, n_windows)].to(device, non_blocking=True)
         with autocast:
-            out = model.score(batch)
+            out = model.score(batch, generator=batch_generator(seed, lo, device), samples=samples)
         labels.add(out.label)
         sums[0] += out.nats.double().sum()
         sums[1] += out.nats.numel()
@@ -100,7 +125,7 @@ def evaluate(model: LanguageModel, windows: torch.Tensor, table: ByteTable, *,
     nats, tokens, n_bytes, variance = sums.tolist()
     return ScoreResult(nats_sum=nats, tokens=int(tokens), bytes=int(n_bytes), label=label,
                        seconds=time.perf_counter() - start,
-                       nats_stderr=math.sqrt(variance) if label == "bound" else None)
+                       nats_stderr=math.sqrt(variance) if label == "bound" else None, seed=seed, samples=samples)
 
 
 def eval_autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -136,6 +161,15 @@ def check_tokenizer_matches(meta: dict[str, Any], tokenizer_path: Path, tokenize
                         f"this artifact was trained with (sha256 {expected[:12]}…)")
 
 
+def check_vocab(model: LanguageModel, tokenizer_vocab: int) -> None:
+    """The model must know every tokenizer id; ids past the tokenizer's are the model's reserved ones
+    (a mask id, say). Data is then read with the tokenizer's size as its bound, so no data token can
+    hit a reserved id."""
+    if tokenizer_vocab > model.vocab_size:
+        raise GolfError(f"the tokenizer has {tokenizer_vocab} pieces but model {model.variant!r} knows only "
+                        f"{model.vocab_size} ids (VOCAB_SIZE={model.config.vocab_size}); they must match")
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -146,38 +180,57 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def recorded_seq_len(meta: dict[str, Any]) -> int:
-    """The eval window length the artifact records (the run's TRAIN_SEQ_LEN); 1024 if it records none."""
+def recorded_eval(meta: dict[str, Any]) -> dict[str, int | None]:
+    """How the trainer scored (meta.eval: seq_len, seed, samples, batch_windows), each checked:
+    None where it records nothing."""
     recorded = meta.get("eval")
-    value = recorded.get("seq_len", 1024) if isinstance(recorded, dict) else 1024
-    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-        raise GolfError(f"artifact manifest: eval.seq_len {str(value)[:40]!r} is not a positive integer")
-    return value
+    recorded = recorded if isinstance(recorded, dict) else {}
+    out: dict[str, int | None] = {}
+    for key, least, most in (("seq_len", 1, None), ("seed", None, None), ("samples", 1, limits.MAX_SAMPLES),
+                             ("batch_windows", 1, None)):
+        value = recorded.get(key)
+        ok = value is None or (isinstance(value, int) and not isinstance(value, bool)
+                               and abs(value) <= limits.MAX_PARAMS
+                               and (least is None or value >= least) and (most is None or value <= most))
+        if not ok:
+            raise GolfError(f"artifact manifest: eval.{key} {str(value)[:40]!r} is not a valid {key}")
+        out[key] = value
+    return out
 
 
 def score_artifact(artifact_path: Path, *, data: Path, tokenizer: Path, max_tokens: int | None = None,
-                   seq_len: int | None = None, batch_tokens: int = 65_536, device: str = "auto",
-                   audit: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Rebuild the model from the artifact alone and score it on the val shards under `data`."""
-    for flag, value in (("--max-tokens", max_tokens), ("--seq-len", seq_len), ("--batch-tokens", batch_tokens)):
+                   seq_len: int | None = None, batch_tokens: int | None = None, device: str = "auto",
+                   audit: bool = False, progress: bool = True, seed: int | None = None,
+                   samples: int | None = None) -> dict[str, Any]:
+    """Rebuild the model from the artifact alone and score it on the val shards under `data`.
+    `seed` and `samples` drive Monte Carlo models (a `bound`; exact models ignore them); by default
+    the ones the trainer scored with, recorded in the artifact, so its number is reproduced."""
+    for flag, value in (("--max-tokens", max_tokens), ("--seq-len", seq_len), ("--batch-tokens", batch_tokens),
+                        ("--samples", samples)):
         if value is not None and value < 1:
-            raise GolfError(f"{flag} must be a positive number of tokens, got {value}")
+            raise GolfError(f"{flag} must be a positive number, got {value}")
     dev = resolve_device(device)
     artifact = read_artifact(artifact_path)
     tok_sha = file_sha256(tokenizer)
     check_tokenizer_matches(artifact.meta, tokenizer, tok_sha)
-    seq_len = seq_len or recorded_seq_len(artifact.meta)
+    recorded = recorded_eval(artifact.meta)
+    seq_len = seq_len or recorded["seq_len"] or 1024
+    seed = (recorded["seed"] or 0) if seed is None else seed
+    samples = (recorded["samples"] or 1) if samples is None else samples
+    if batch_tokens is None:  # the trainer's batch when scoring its windows: same batches, same draws
+        same = seq_len == recorded["seq_len"] and recorded["batch_windows"] is not None
+        batch_tokens = recorded["batch_windows"] * seq_len if same else DEFAULT_BATCH_TOKENS
     model = model_from_artifact(artifact.meta, artifact.state_dict)
     weight_bytes = sum(t.numel() * max(4, t.element_size()) for t in artifact.state_dict.values())
     batch_windows = limits.score_batch_windows(model.config, weight_bytes, seq_len, max(1, batch_tokens // seq_len))
     model.to(dev)
-    vocab = model.config.vocab_size
     sp = load_tokenizer(tokenizer)
-    table = build_byte_table(sp, vocab)
-    tokens = load_val_tokens(find_shards(data, "val"), seq_len, max_tokens=max_tokens, vocab_size=vocab)
+    check_vocab(model, sp.vocab_size())
+    table = build_byte_table(sp, model.vocab_size)
+    tokens = load_val_tokens(find_shards(data, "val"), seq_len, max_tokens=max_tokens, vocab_size=sp.vocab_size())
     windows = val_windows(tokens, seq_len)
     result = evaluate(model, windows, table, batch_windows=batch_windows, device=dev,
-                      autocast_dtype=eval_autocast_dtype(dev), progress=progress)
+                      autocast_dtype=eval_autocast_dtype(dev), progress=progress, seed=seed, samples=samples)
     limits.require_finite(f"{artifact_path}: val_bpb", result.val_bpb)
     report: dict[str, Any] = {
         "command": "score", "artifact": str(artifact_path), "bytes_model": artifact.nbytes,

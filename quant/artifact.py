@@ -84,6 +84,20 @@ class Artifact:
     nbytes: int
 
 
+@dataclass
+class QuantizedArtifact:
+    """An artifact's tensors exactly as stored: scheme, shape, dtype and parts (codes, scales, ...)
+    with the scheme's metadata (bits, layout, group), nothing dequantized. What an exporter needs
+    to reuse the stored bytes, e.g. the tied int4 table for onnxruntime."""
+
+    meta: dict
+    rule: str
+    tensors: dict[str, QTensor]
+    manifest: dict
+    compressor: str
+    nbytes: int
+
+
 # ----------------------------------------------------------------------------- writing
 
 
@@ -131,17 +145,20 @@ def _json_bytes(obj: dict) -> bytes:
         raise ArtifactError(f"manifest is not plain JSON (check meta): {e}") from None
 
 
-def encode_artifact(state_dict: Mapping[str, Tensor], *, rule: str | Rule = "int8", meta: dict,
-                    compressor: str = DEFAULT_COMPRESSOR, hessians: Mapping[str, Tensor] | None = None) -> bytes:
+def encode_artifact(state_dict: Mapping[str, Tensor], *, rule: str | Rule = "int8", roles: Mapping[str, str],
+                    meta: dict, compressor: str = DEFAULT_COMPRESSOR,
+                    hessians: Mapping[str, Tensor] | None = None) -> bytes:
     """Quantize `state_dict` by `rule` and return the artifact bytes. Same inputs, same bytes.
 
+    `roles` maps every tensor to its model role (the rule's groups). The roles are not stored: a
+    reader gets them back from the model the manifest's meta describes.
     `compressor="auto"` tries every registered compressor and records the one that won.
     `hessians` feed rules with gptq=1 (see `quantize`).
     """
     parsed = parse_rule(rule)
     if compressor != AUTO:
         get_compressor(compressor)  # fail fast, before quantizing
-    entries, chunks = _layout(quantize(state_dict, parsed, hessians))
+    entries, chunks = _layout(quantize(state_dict, parsed, roles=roles, hessians=hessians))
     manifest = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, "rule": parsed.spec,
                 "meta": meta, "tensors": entries}
     manifest_bytes = _json_bytes(manifest)
@@ -166,11 +183,12 @@ def recompress_artifact(data: bytes, compressor: str) -> bytes:
 
 
 def write_artifact(path: str | os.PathLike, state_dict: Mapping[str, Tensor], *, rule: str | Rule = "int8",
-                   meta: dict, compressor: str = DEFAULT_COMPRESSOR,
+                   roles: Mapping[str, str], meta: dict, compressor: str = DEFAULT_COMPRESSOR,
                    hessians: Mapping[str, Tensor] | None = None) -> ArtifactInfo:
     """Encode and write atomically: readers see the old file or the complete new one, never a part."""
     path = Path(path)
-    data = encode_artifact(state_dict, rule=rule, meta=meta, compressor=compressor, hessians=hessians)
+    data = encode_artifact(state_dict, rule=rule, roles=roles, meta=meta, compressor=compressor,
+                           hessians=hessians)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -350,18 +368,33 @@ def _read_tensors(manifest: dict, payload: memoryview) -> dict[str, QTensor]:
     return out
 
 
-def decode_artifact(data: bytes) -> Artifact:
-    """Verify, decompress and dequantize artifact bytes; raise `ArtifactError` on any problem."""
+def decode_quantized(data: bytes) -> QuantizedArtifact:
+    """Verify and take apart artifact bytes without dequantizing any tensor. Every part is checked
+    against its declared dtype, shape and the payload bounds, as `decode_artifact` does."""
     data = bytes(data)
     compressor, body = _unframe(data)
     manifest, payload = _split_body(body)
+    return QuantizedArtifact(manifest["meta"], manifest["rule"], _read_tensors(manifest, payload), manifest,
+                             compressor, len(data))
+
+
+def read_quantized(path: str | os.PathLike) -> QuantizedArtifact:
+    """The artifact at `path`, its tensors as stored (see `decode_quantized`)."""
+    data = _read_bytes(path)
     try:
-        state_dict = dequantize(_read_tensors(manifest, payload))
-    except ArtifactError:
-        raise
+        return decode_quantized(data)
+    except ArtifactError as e:
+        raise ArtifactError(f"{path}: {e}") from None
+
+
+def decode_artifact(data: bytes) -> Artifact:
+    """Verify, decompress and dequantize artifact bytes; raise `ArtifactError` on any problem."""
+    stored = decode_quantized(data)
+    try:
+        state_dict = dequantize(stored.tensors)
     except QuantError as e:
         raise ArtifactError(f"cannot decode tensor {e}") from None
-    return Artifact(manifest["meta"], manifest["rule"], state_dict, manifest, compressor, len(data))
+    return Artifact(stored.meta, stored.rule, state_dict, stored.manifest, stored.compressor, stored.nbytes)
 
 
 def _read_bytes(path: str | os.PathLike) -> bytes:

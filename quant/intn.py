@@ -12,14 +12,17 @@ Tensors of any rank are quantized as [shape[0], rest] (a vector is one row).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 from torch import Tensor
 
 from .errors import QuantError
 from .gptq import gptq_codes
 from .packing import check_layout, pack_codes, unpack_codes
-from .schemes import (DEFAULTS, Encoded, EncodeOptions, Scheme, dequant_slack, expect_part, register_scheme,
-                      require_float)
+from .schemes import (DEFAULTS, Encoded, EncodeOptions, Scheme, dequant_slack, expect_part, fake_quant_rows,
+                      register_scheme, require_float)
 
 # Clip ratios tried per row (fraction of the row's max |w|); 1.0 first, so ties keep no clipping.
 CLIP_RATIOS = (1.0, 0.98, 0.96, 0.94, 0.92, 0.90, 0.88, 0.86, 0.84, 0.82, 0.80, 0.77, 0.74, 0.70, 0.65)
@@ -135,6 +138,9 @@ class IntNScheme(Scheme):
         codes = unzigzag(unsigned)
         scale = expect_part(enc, "scale", torch.float16, (rows,)).float()
         return (codes.view(rows, cols).float() * scale[:, None]).reshape(shape).to(dtype)
+
+    def fake_quantizer(self) -> Callable[[Tensor], Tensor]:
+        return partial(fake_quant_rows, qmax=self.qmax)
 
     def error_bound(self, w: Tensor, opts: EncodeOptions = DEFAULTS) -> float:
         if w.numel() == 0:

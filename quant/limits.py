@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import QuantError
 
-RECORD_CAP_BYTES = 16_000_000  # the challenge's cap on code + compressed model (decimal bytes)
+RECORD_CAP_BYTES = 16_000_000  # golf.challenge.CAP_BYTES (quant cannot import golf; a test keeps them equal)
 MIN_BITS_PER_PARAM = 1  # binary weights: no artifact under the cap stores a parameter in fewer bits
 WIDEST_BYTES_PER_PARAM = 4  # fp32, the widest float any scheme stores or decodes weights to
 MAX_PARAMS = RECORD_CAP_BYTES * 8 // MIN_BITS_PER_PARAM

@@ -1,7 +1,9 @@
 """Rules: which scheme each tensor of a state dict gets, and whole-state-dict (de)quantization.
 
-A rule string is parsed once into a `Rule` that answers `scheme_for(name, tensor)` and the
-encode options for it. Three kinds of string:
+A rule string is parsed once into a `Rule` that answers `scheme_for(name, tensor, role)` and the
+encode options for it. The role of every tensor (`emb`, `head`, `attn`, `mlp`, `control`, `other`, or
+a model family's own, e.g. `bits`) comes from the model (`LanguageModel.tensor_roles()`): quant never
+guesses it from a name. Three kinds of string:
 
 - presets: `int8` (the official routing, bit-exact with the baseline), `fp32`/`fp16`/`bf16`
   (every float tensor in one dtype: the unquantized reference);
@@ -10,11 +12,12 @@ encode options for it. Three kinds of string:
 - the group grammar, comma-separated `key=value`:
   `emb=int4g32,attn=int6,mlp=int6,other=int8,small=fp16[,head=..][,control=fp32][,layout=planes][,gptq=1]`.
 
-Groups, first match wins: non-float tensors are stored `raw`; `control` = the baseline's control
-tensors (gains, mixes, skip weights; default fp32); `small` = other float tensors with fewer than
-2 dims (default fp16); `emb` = the token embedding (a tied model's head too, stored once); `head`
-= an untied LM head; `attn` / `mlp` = matrices inside attention / MLP blocks; `other` = every
-other matrix (default int8). `emb`, `head`, `attn` and `mlp` default to `other`. Unlike the
+Groups, first match wins: non-float tensors are stored `raw`; role `control` (gains, mixes, skip
+weights; default fp32); `small` = other float tensors with fewer than 2 dims (default fp16); then
+the tensor's role: `emb` = the token embedding (a tied model's head too, stored once); `head` = an
+untied LM head; `attn` / `mlp` = matrices inside attention / MLP blocks; `other` = every other
+matrix (default int8). `emb`, `head`, `attn` and `mlp` default to `other`; so does a family's own
+role unless the rule names it (`bits=int8`). A rule naming a group no tensor has is refused. Unlike the
 `int8` preset, the grammar quantizes every matrix, however small: at golf sizes even a 128-wide
 K projection is worth 2x. `layout` is how intN codes are packed (see `packing`); `gptq=1` makes
 intN tensors use GPTQ with calibration Hessians passed to `quantize`.
@@ -33,10 +36,6 @@ from .errors import QuantError
 from .packing import DEFAULT_LAYOUT, check_layout
 from .schemes import DEFAULTS, Encoded, EncodeOptions, get_scheme, scheme_names
 
-# Substrings of the baseline's control tensors (gains, mixes, skip weights): kept in fp32 because
-# they are few and the model is sensitive to them (train_gpt.py CONTROL_TENSOR_NAME_PATTERNS).
-CONTROL_PATTERNS = ("attn_scale", "attn_scales", "mlp_scale", "mlp_scales", "resid_mix", "resid_mixes",
-                    "q_gain", "skip_weight", "skip_weights")
 # Float tensors up to this many elements are stored as floats, not int8 (INT8_KEEP_FLOAT_MAX_NUMEL).
 KEEP_FLOAT_MAX_NUMEL = 65_536
 
@@ -48,8 +47,11 @@ class Rule(ABC):
     gptq: bool = False  # whether intN tensors want calibration Hessians (GPTQ)
 
     @abstractmethod
-    def scheme_for(self, name: str, t: Tensor) -> str:
-        """The registered scheme name for tensor `name`."""
+    def scheme_for(self, name: str, t: Tensor, role: str) -> str:
+        """The registered scheme name for tensor `name`, whose model role is `role`."""
+
+    def check_roles(self, roles: Mapping[str, str]) -> None:
+        """Refuse a rule that names a group nothing in the model belongs to (a typo, say)."""
 
     def options_for(self, name: str, hessians: Mapping[str, Tensor] | None) -> EncodeOptions:
         """Encode options for tensor `name` (the presets use the defaults)."""
@@ -64,11 +66,11 @@ class OfficialInt8Rule(Rule):
 
     spec = "int8"
 
-    def scheme_for(self, name: str, t: Tensor) -> str:
+    def scheme_for(self, name: str, t: Tensor, role: str) -> str:
         if not t.is_floating_point():
             return "raw"
         if t.numel() <= KEEP_FLOAT_MAX_NUMEL:
-            return "fp32" if any(p in name for p in CONTROL_PATTERNS) else "fp16"
+            return "fp32" if role == "control" else "fp16"
         return "int8"
 
 
@@ -78,7 +80,7 @@ class UniformFloatRule(Rule):
     def __init__(self, spec: str):
         self.spec = spec
 
-    def scheme_for(self, name: str, t: Tensor) -> str:
+    def scheme_for(self, name: str, t: Tensor, role: str) -> str:
         return self.spec if t.is_floating_point() else "raw"
 
 
@@ -86,6 +88,7 @@ class GroupRule(Rule):
     """The group grammar; `spec` is canonical (every key spelled out) so equal rules compare equal."""
 
     GROUPS = ("emb", "head", "attn", "mlp", "other", "small", "control")
+    OPTIONS = ("layout", "gptq")
     ALIASES = {"fp8": "fp8e4m3"}
 
     def __init__(self, groups: Mapping[str, str], layout: str = DEFAULT_LAYOUT, gptq: bool = False):
@@ -94,12 +97,16 @@ class GroupRule(Rule):
                     "small": "fp16", "control": "fp32"}
         self.groups = {g: self.ALIASES.get(v, v) for g, v in {**defaults, **groups}.items()}
         for group, scheme in self.groups.items():
+            if not group.isidentifier() or group in self.OPTIONS:
+                raise QuantError(f"rule group {group!r} is not a role name")
             get_scheme(scheme)  # unknown scheme names fail here, at parse time
             if scheme == "raw":
                 raise QuantError(f"group {group!r}: 'raw' is only for non-float tensors")
         self.layout = check_layout(layout)
         self.gptq = gptq
-        spelled = ",".join(f"{g}={self.groups[g]}" for g in self.GROUPS)
+        # Canonical: the standard groups in a fixed order, then any family roles sorted, then options.
+        extra = sorted(set(self.groups) - set(self.GROUPS))
+        spelled = ",".join(f"{g}={self.groups[g]}" for g in (*self.GROUPS, *extra))
         self.spec = f"{spelled},layout={layout},gptq={int(gptq)}"
 
     @classmethod
@@ -114,32 +121,27 @@ class GroupRule(Rule):
                 raise QuantError(f"rule item {item!r} is not key=value or a scheme name")
             if key in options:
                 options[key] = value
-            elif key in cls.GROUPS:
+            else:  # a standard group or a family's own role; check_roles refuses one the model lacks
                 groups[key] = value
-            else:
-                raise QuantError(f"unknown rule key {key!r} (groups: {', '.join(cls.GROUPS)}; "
-                                 "options: layout, gptq)")
         if options["gptq"] not in ("0", "1"):
             raise QuantError(f"gptq must be 0 or 1, got {options['gptq']!r}")
         return cls(groups, options["layout"], options["gptq"] == "1")
 
-    def group_of(self, name: str, t: Tensor) -> str:
-        if any(p in name for p in CONTROL_PATTERNS):
+    def group_of(self, t: Tensor, role: str) -> str:
+        if role == "control":
             return "control"
         if t.ndim < 2:
             return "small"
-        if "tok_emb" in name:
-            return "emb"
-        if "lm_head" in name:
-            return "head"
-        if ".attn." in name:
-            return "attn"
-        if ".mlp." in name:
-            return "mlp"
-        return "other"
+        return role if role in self.groups else "other"
 
-    def scheme_for(self, name: str, t: Tensor) -> str:
-        return self.groups[self.group_of(name, t)] if t.is_floating_point() else "raw"
+    def scheme_for(self, name: str, t: Tensor, role: str) -> str:
+        return self.groups[self.group_of(t, role)] if t.is_floating_point() else "raw"
+
+    def check_roles(self, roles: Mapping[str, str]) -> None:
+        unknown = sorted(set(self.groups) - set(self.GROUPS) - set(roles.values()))
+        if unknown:
+            raise QuantError(f"rule names group(s) {', '.join(unknown)} but the model's tensor roles are "
+                             f"{', '.join(sorted(set(roles.values())))} (standard groups: {', '.join(self.GROUPS)})")
 
     def options_for(self, name: str, hessians: Mapping[str, Tensor] | None) -> EncodeOptions:
         hessian = hessians.get(name) if self.gptq and hessians is not None else None
@@ -171,21 +173,34 @@ class QTensor(NamedTuple):
     dtype: torch.dtype
 
 
-def plan(state_dict: Mapping[str, Tensor], rule: str | Rule = "int8") -> dict[str, str]:
-    """Tensor name → scheme name, without quantizing anything."""
+def check_role_map(state_dict: Mapping[str, Tensor], roles: Mapping[str, str]) -> None:
+    """Every tensor has a role and every role names a tensor: a gap is a model bug, named here."""
+    missing = sorted(set(state_dict) - set(roles))
+    extra = sorted(set(roles) - set(state_dict))
+    if missing or extra:
+        what = [f"no role for tensor(s) {', '.join(missing)}"] if missing else []
+        what += [f"roles name tensor(s) that do not exist: {', '.join(extra)}"] if extra else []
+        raise QuantError("tensor roles do not match the state dict: " + "; ".join(what))
+
+
+def plan(state_dict: Mapping[str, Tensor], rule: str | Rule, *, roles: Mapping[str, str]) -> dict[str, str]:
+    """Tensor name → scheme name, without quantizing anything. `roles`: tensor name → model role."""
     parsed = parse_rule(rule)
-    return {name: parsed.scheme_for(name, t) for name, t in state_dict.items()}
+    check_role_map(state_dict, roles)
+    parsed.check_roles(roles)
+    return {name: parsed.scheme_for(name, t, roles[name]) for name, t in state_dict.items()}
 
 
-def quantize(state_dict: Mapping[str, Tensor], rule: str | Rule = "int8",
+def quantize(state_dict: Mapping[str, Tensor], rule: str | Rule, *, roles: Mapping[str, str],
              hessians: Mapping[str, Tensor] | None = None) -> dict[str, QTensor]:
-    """Encode every tensor by `rule`. `hessians` (weight name → [in, in] input second moment) are
-    needed by rules with gptq=1; tensors without one (e.g. the embedding) fall back to rounding."""
+    """Encode every tensor by `rule` and its role. `hessians` (weight name → [in, in] input second
+    moment) are needed by rules with gptq=1; tensors without one (e.g. the embedding) fall back to
+    rounding."""
     parsed = parse_rule(rule)
     if parsed.gptq and not hessians:
         raise QuantError(f"rule {parsed.spec!r} asks for GPTQ but no calibration Hessians were given")
     out: dict[str, QTensor] = {}
-    for name, scheme in plan(state_dict, parsed).items():
+    for name, scheme in plan(state_dict, parsed, roles=roles).items():
         # On the CPU, like the official, so the quantile (and thus every byte) is device-independent.
         t = state_dict[name].detach().to("cpu").contiguous()
         try:

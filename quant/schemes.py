@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -59,6 +60,23 @@ class Scheme(ABC):
     @abstractmethod
     def error_bound(self, w: Tensor, opts: EncodeOptions = DEFAULTS) -> float:
         """An upper bound on max |w - decode(encode(w))| that this scheme promises for `w`."""
+
+    def fake_quantizer(self) -> Callable[[Tensor], Tensor] | None:
+        """For quantization-aware training: a function rounding a weight to this scheme's grid in
+        the forward pass and passing gradients straight through, or None where QAT does not apply
+        (float passthroughs, and the official int8 whose gap is already tiny)."""
+        return None
+
+
+def fake_quant_rows(w: Tensor, qmax: int) -> Tensor:
+    """`w` rounded to a per-row symmetric grid in the forward pass, identity in the backward pass.
+
+    The grid is absmax-scaled: the encoders' clip search (15 candidate clips per row) would be the
+    most expensive op of a CPU step, and absmax is where that search starts.
+    """
+    scale = w.detach().abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / qmax
+    rounded = torch.clamp(torch.round(w.detach() / scale), -qmax, qmax) * scale
+    return w + (rounded - w).detach()
 
 
 _SCHEMES: Registry[Scheme] = Registry("quantization scheme")

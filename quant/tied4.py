@@ -11,13 +11,16 @@ and never needs a second copy (see shared reference onnx-int4-tied.md).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import torch
 from torch import Tensor
 
 from .errors import QuantError
 from .intn import reconstruction_bound, search_clip
-from .schemes import (DEFAULTS, Encoded, EncodeOptions, Scheme, dequant_slack, expect_part, register_scheme,
-                      require_float)
+from .schemes import (DEFAULTS, Encoded, EncodeOptions, Scheme, dequant_slack, expect_part, fake_quant_rows,
+                      register_scheme, require_float)
 
 _QMAX = 7
 _ZERO_POINT = 8
@@ -55,6 +58,9 @@ class BlockInt4Scheme(Scheme):
         codes = torch.stack([packed & 0xF, packed >> 4], dim=-1).reshape(rows, blocks, self.group) - _ZERO_POINT
         return (codes.float() * scale[:, :, None]).reshape(shape).to(dtype)
 
+    def fake_quantizer(self) -> Callable[[Tensor], Tensor]:
+        return partial(fake_quant_blocks, group=self.group)
+
     def error_bound(self, w: Tensor, opts: EncodeOptions = DEFAULTS) -> float:
         if w.numel() == 0:
             return 0.0
@@ -63,6 +69,11 @@ class BlockInt4Scheme(Scheme):
         top = _QMAX * float(scale.max())
         slack = dequant_slack(w, top)
         return float(reconstruction_bound(blocks, scale, _QMAX, gptq=False).max()) + slack
+
+
+def fake_quant_blocks(w: Tensor, group: int) -> Tensor:
+    """QAT's rounding per block of `group` columns, straight through (the grid `encode` stores)."""
+    return fake_quant_rows(w.reshape(-1, group), _QMAX).reshape(w.shape)
 
 
 TIED4 = {g: register_scheme(BlockInt4Scheme(g)) for g in (32, 64)}

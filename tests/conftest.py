@@ -49,3 +49,20 @@ def trained_run(tmp_path_factory) -> Path:
     proc = run_trainer(run_dir, {"ITERATIONS": "6", "MAX_WALLCLOCK_SECONDS": "0"}, nproc=2)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return run_dir
+
+
+CONTROL_NAMES = ("attn_scale", "mlp_scale", "resid_mix", "q_gain", "skip_weight")
+
+
+def named_roles(sd: dict) -> dict[str, str]:
+    """Roles for the hand-made state dicts of the quantization tests, which have no model to ask:
+    by the baseline's tensor names (real models give theirs through `tensor_roles()`)."""
+    def role(name: str) -> str:
+        if any(p in name for p in CONTROL_NAMES):
+            return "control"
+        for key, value in (("tok_emb", "emb"), ("lm_head", "head"), (".attn.", "attn"), (".mlp.", "mlp")):
+            if key in name:
+                return value
+        return "other"
+
+    return {name: role(name) for name in sd}

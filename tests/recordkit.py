@@ -48,7 +48,8 @@ def make_run(path: Path, seed: int, *, code: tuple[bytes, str] | None = None, **
     meta = {"model": {"variant": "ar", "config": model.config_dict()},
             "tokenizer": {"name": "fineweb_1024_bpe.model", "sha256": embedded.EMBEDDED_TOKENIZER_SHA256,
                           "vocab_size": 1024}, "eval": {"seq_len": 64}}
-    quant.write_artifact(path / "model.golf", model.state_dict(), rule="int8", meta=meta)
+    quant.write_artifact(path / "model.golf", model.state_dict(), rule="int8", roles=model.checked_roles(),
+                         meta=meta)
     scored = score_artifact(path / "model.golf", data=embedded.shards_dir(), tokenizer=embedded.tokenizer_path(),
                             max_tokens=VAL_MAX_TOKENS, progress=False)
     size = (path / "model.golf").stat().st_size

@@ -18,6 +18,7 @@ import zstandard
 from quant import (ArtifactError, QuantError, decode_artifact, dequantize, encode_artifact, quantize,
                    read_artifact, read_manifest, write_artifact)
 from quant.compress import compress
+from conftest import named_roles
 
 REPO = Path(__file__).resolve().parents[1]
 META = {"variant": "ar", "config": {"model_dim": 64}, "tokenizer_sha256": "00" * 32}
@@ -73,13 +74,13 @@ def unpack(data: bytes) -> tuple[dict, bytes]:
 
 def test_round_trip_matches_in_memory_quantization(tmp_path):
     sd = model_state_dict()
-    info = write_artifact(tmp_path / "run" / "model.golf", sd, meta=META)
+    info = write_artifact(tmp_path / "run" / "model.golf", sd, roles=named_roles(sd), meta=META)
     data = info.path.read_bytes()
     assert info.nbytes == len(data) and info.sha256 == hashlib.sha256(data).hexdigest()
     assert [p.name for p in info.path.parent.iterdir()] == ["model.golf"]  # no temp file left behind
     art = read_artifact(info.path)
     assert (art.meta, art.rule, art.compressor, art.nbytes) == (META, "int8", "zstd-22", len(data))
-    expected = dequantize(quantize(sd))
+    expected = dequantize(quantize(sd, "int8", roles=named_roles(sd)))
     assert sorted(art.state_dict) == sorted(sd)
     for name, t in expected.items():
         got = art.state_dict[name]
@@ -91,7 +92,7 @@ def test_round_trip_matches_in_memory_quantization(tmp_path):
 
 def test_manifest_and_payload_follow_the_documented_layout():
     sd = model_state_dict()
-    manifest, payload = unpack(encode_artifact(sd, meta=META))
+    manifest, payload = unpack(encode_artifact(sd, roles=named_roles(sd), meta=META))
     assert (manifest["format"], manifest["format_version"], manifest["rule"], manifest["meta"]) == \
         ("golf-artifact", 1, "int8", META)
     assert list(manifest["tensors"]) == sorted(sd)
@@ -105,7 +106,7 @@ def test_manifest_and_payload_follow_the_documented_layout():
     assert [o for o, _ in spans] == [sum(n for _, n in spans[:i]) for i in range(len(spans))]
     assert sum(n for _, n in spans) == len(payload)
     q = c_q["parts"]["q"]
-    ref = quantize({"x": sd["blocks.0.attn.c_q.weight"]})["x"].enc.parts["q"]
+    ref = quantize({"x": sd["blocks.0.attn.c_q.weight"]}, "int8", roles={"x": "attn"})["x"].enc.parts["q"]
     assert payload[q["offset"]:q["offset"] + q["nbytes"]] == ref.numpy().tobytes()
 
 
@@ -116,7 +117,7 @@ def test_every_dtype_round_trips_exactly(dtype):
     if dtype == torch.bool:
         base = base > 0
     sd = {"t": base.to(dtype), "scalar": base.to(dtype)[0, 0], "empty": base.to(dtype)[:, :0]}
-    art = decode_artifact(encode_artifact(sd, rule="fp32", meta={}))
+    art = decode_artifact(encode_artifact(sd, roles=named_roles(sd), rule="fp32", meta={}))
     for name, t in sd.items():
         assert art.state_dict[name].dtype == dtype and torch.equal(art.state_dict[name], t)
 
@@ -127,8 +128,9 @@ def test_every_dtype_round_trips_exactly(dtype):
 @pytest.mark.parametrize("compressor", ["zstd-22", "zlib-9", "lzma", "none"])
 def test_same_input_same_bytes(compressor):
     sd = model_state_dict()
-    first = encode_artifact(sd, meta=META, compressor=compressor)
-    assert encode_artifact(dict(reversed(list(sd.items()))), meta=dict(reversed(list(META.items()))),
+    first = encode_artifact(sd, roles=named_roles(sd), meta=META, compressor=compressor)
+    assert encode_artifact(dict(reversed(list(sd.items()))), roles=named_roles(sd),
+                           meta=dict(reversed(list(META.items()))),
                            compressor=compressor) == first
     assert decode_artifact(first).compressor == compressor
 
@@ -136,16 +138,16 @@ def test_same_input_same_bytes(compressor):
 @pytest.mark.parametrize("rule", ["fp16", "bf16", "fp32", "int8"])
 def test_passthrough_artifact_is_a_fixed_point(rule):
     sd = {k: v for k, v in model_state_dict().items() if v.numel() <= 65_536}  # no int8 under "int8"
-    first = encode_artifact(sd, rule=rule, meta=META)
-    assert encode_artifact(decode_artifact(first).state_dict, rule=rule, meta=META) == first
+    first = encode_artifact(sd, roles=named_roles(sd), rule=rule, meta=META)
+    assert encode_artifact(decode_artifact(first).state_dict, roles=named_roles(sd), rule=rule, meta=META) == first
 
 
 def test_same_bytes_in_a_fresh_process(tmp_path):
     code = ("import sys, torch; sys.path.insert(0, sys.argv[1]); from test_artifact import *; "
-            "sys.stdout.buffer.write(encode_artifact(model_state_dict(), meta=META))")
+            "sd = model_state_dict(); sys.stdout.buffer.write(encode_artifact(sd, roles=named_roles(sd), meta=META))")
     out = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent)], cwd=REPO,
                          capture_output=True, check=True, env={**os.environ, "PYTHONHASHSEED": "123"})
-    assert out.stdout == encode_artifact(model_state_dict(), meta=META)
+    assert out.stdout == encode_artifact(model_state_dict(), roles=named_roles(model_state_dict()), meta=META)
 
 
 # ----------------------------------------------------------------------------- bad files
@@ -157,14 +159,14 @@ def test_missing_file(tmp_path):
 
 
 def test_truncated_files_say_so():
-    data = encode_artifact(model_state_dict(), meta=META)
+    data = encode_artifact(model_state_dict(), roles=named_roles(model_state_dict()), meta=META)
     for cut in (0, 3, 10, 54, 55, 100, len(data) // 2, len(data) - 33, len(data) - 1):
         with pytest.raises(ArtifactError, match=r"truncated: expected (at least )?\d+ bytes, got \d+"):
             decode_artifact(data[:cut])
 
 
 def test_every_flipped_byte_is_rejected():
-    data = encode_artifact(tiny_state_dict(), meta={"n": 1})
+    data = encode_artifact(tiny_state_dict(), roles=named_roles(tiny_state_dict()), meta={"n": 1})
     assert 100 < len(data) < 1000
     for i in range(len(data)):
         for mask in (0x01, 0x80, 0xFF):
@@ -177,7 +179,7 @@ def test_every_flipped_byte_is_rejected():
 
 
 def test_wrong_magic_and_trailing_bytes():
-    data = encode_artifact(tiny_state_dict(), meta={})
+    data = encode_artifact(tiny_state_dict(), roles=named_roles(tiny_state_dict()), meta={})
     with pytest.raises(ArtifactError, match="not a golf artifact"):
         decode_artifact(b"PK\x03\x04" + data[4:])
     with pytest.raises(ArtifactError, match="corrupted: checksum mismatch"):
@@ -185,7 +187,7 @@ def test_wrong_magic_and_trailing_bytes():
 
 
 def test_newer_format_version_with_valid_checksum():
-    data = encode_artifact(tiny_state_dict(), meta={})
+    data = encode_artifact(tiny_state_dict(), roles=named_roles(tiny_state_dict()), meta={})
     forged = data[:4] + struct.pack("<H", 2) + data[6:-32]
     forged += hashlib.sha256(forged).digest()
     with pytest.raises(ArtifactError) as err:
@@ -223,9 +225,9 @@ def test_body_larger_than_declared_is_not_decompressed():
 
 def test_meta_must_be_json():
     with pytest.raises(ArtifactError, match="not plain JSON"):
-        encode_artifact(tiny_state_dict(), meta={"x": float("nan")})
+        encode_artifact(tiny_state_dict(), roles=named_roles(tiny_state_dict()), meta={"x": float("nan")})
     with pytest.raises(QuantError, match="unknown compressor"):
-        encode_artifact(tiny_state_dict(), meta={}, compressor="brotli")
+        encode_artifact(tiny_state_dict(), roles=named_roles(tiny_state_dict()), meta={}, compressor="brotli")
 
 
 # ----------------------------------------------------------------------------- size
@@ -233,7 +235,7 @@ def test_meta_must_be_json():
 
 def test_zstd_int8_artifact_is_smaller_than_its_payload():
     sd = {"w": torch.randn(512, 512, generator=torch.Generator().manual_seed(1))}
-    data = encode_artifact(sd, meta={})
+    data = encode_artifact(sd, roles=named_roles(sd), meta={})
     manifest, payload = unpack(data)
     assert len(payload) == 512 * 512 + 512 * 2
     assert len(data) < len(payload)

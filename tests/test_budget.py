@@ -47,8 +47,10 @@ def budget_json(capsys, *argv: str) -> tuple[int, dict]:
 
 def real_model_bytes(config: dict, rule: str) -> int:
     """Independent of the planner's closed-form shapes: a real CPU model, quant.plan, the table."""
-    sd = models.build("ar", config).state_dict()
-    raw = sum(t.numel() * RATIOS[s] for name, s in quant.plan(sd, rule).items() for t in [sd[name]])
+    model = models.build("ar", config)
+    sd = model.state_dict()
+    raw = sum(t.numel() * RATIOS[s] for name, s in quant.plan(sd, rule, roles=model.checked_roles()).items()
+              for t in [sd[name]])
     return math.ceil(raw) + budget.OVERHEAD_FIXED_BYTES + budget.OVERHEAD_PER_TENSOR_BYTES * len(sd)
 
 
@@ -60,7 +62,7 @@ def test_components_add_up_to_the_real_model(config, ratios, capsys):
     cfg = models.make_config("ar", config)
     assert budget.ar_shapes(cfg) == real  # the closed form the search uses is the model's shapes
 
-    parts = budget.params_by_component(budget.meta_model("ar", cfg).state_dict())
+    parts = budget.params_by_component(budget.meta_shapes("ar", cfg))
     assert sum(parts.values()) == sum(p.numel() for p in model.parameters())
     v, d = cfg.vocab_size, cfg.model_dim
     assert parts["embedding"] == v * d
@@ -205,6 +207,6 @@ def test_help_has_an_epilog_that_matches_the_constants():
 
 def test_meta_build_handles_a_config_too_big_for_memory():
     cfg = models.make_config("ar", {"num_layers": 64, "model_dim": 8192, "num_heads": 64, "num_kv_heads": 8})
-    sd = budget.meta_model("ar", cfg).state_dict()
-    assert all(t.device == torch.device("meta") for t in sd.values())
-    assert sum(budget.params_by_component(sd).values()) > 2.5e10  # ~100 GB in fp32
+    shapes = budget.meta_shapes("ar", cfg)
+    assert all(t.device == torch.device("meta") for t in shapes.state_dict.values())
+    assert sum(budget.params_by_component(shapes).values()) > 2.5e10  # ~100 GB in fp32

@@ -23,7 +23,7 @@ def write_tiny_artifact(path, tokenizer_sha: str = embedded.EMBEDDED_TOKENIZER_S
     meta = {"model": {"variant": "ar", "config": model.config_dict()},
             "tokenizer": {"name": "fineweb_1024_bpe.model", "sha256": tokenizer_sha, "vocab_size": 1024},
             "eval": {"seq_len": 64}}
-    quant.write_artifact(path, model.state_dict(), rule="int8", meta=meta)
+    quant.write_artifact(path, model.state_dict(), rule="int8", roles=model.checked_roles(), meta=meta)
     return path
 
 

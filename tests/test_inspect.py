@@ -12,11 +12,12 @@ import pytest
 import torch
 
 import quant
+from conftest import named_roles
 from golf.cli import main
 from golf.errors import GolfError
 from golf.inspect import default_reference, inspect_artifact, largest_remainder
 
-ROW_KEYS = {"name", "kind", "scheme", "shape", "params", "raw_bytes", "alone_bytes", "bytes", "share",
+ROW_KEYS = {"name", "kind", "scheme", "role", "shape", "params", "raw_bytes", "alone_bytes", "bytes", "share",
             "bytes_per_param", "rel_error"}
 TOTAL_KEYS = {"params", "bytes", "bytes_per_param", "limit", "headroom", "rule", "compressor", "header_bytes",
               "digest_bytes", "body_bytes", "body_raw_bytes"}
@@ -37,7 +38,9 @@ def state_dict() -> dict[str, torch.Tensor]:
 
 
 def write(path, rule="int8", compressor="zstd-22"):
-    quant.write_artifact(path, state_dict(), rule=rule, meta={"model": {"variant": "ar"}}, compressor=compressor)
+    sd = state_dict()
+    quant.write_artifact(path, sd, rule=rule, roles=named_roles(sd), meta={"model": {"variant": "ar"}},
+                         compressor=compressor)
     return path
 
 
@@ -140,12 +143,12 @@ def test_reference_missing_or_misshapen_tensors_are_clear_errors(tmp_path):
     q = write(tmp_path / "q.golf")
     sd = state_dict()
     del sd["steps"]
-    quant.write_artifact(tmp_path / "fewer.golf", sd, rule="fp32", meta={}, compressor="none")
+    quant.write_artifact(tmp_path / "fewer.golf", sd, rule="fp32", roles=named_roles(sd), meta={}, compressor="none")
     with pytest.raises(GolfError, match="lacks 1 of the artifact's tensors: steps"):
         inspect_artifact(q, reference=tmp_path / "fewer.golf")
     sd = state_dict()
     sd["tok_emb.weight"] = sd["tok_emb.weight"].T.contiguous()
-    quant.write_artifact(tmp_path / "turned.golf", sd, rule="fp32", meta={}, compressor="none")
+    quant.write_artifact(tmp_path / "turned.golf", sd, rule="fp32", roles=named_roles(sd), meta={}, compressor="none")
     with pytest.raises(GolfError, match=r"tok_emb.weight: shape \[320, 256\] in the artifact but \[256, 320\]"):
         inspect_artifact(q, reference=tmp_path / "turned.golf")
 
@@ -173,7 +176,8 @@ def test_json_has_the_documented_keys(tmp_path, capsys):
     code, out, err = run_cli(["inspect", str(path), "--json", "--top", "1"], capsys)
     assert code == 0 and err == ""  # no progress bar with --json
     report = json.loads(out)
-    assert set(report) == {"artifact", "reference", "note", "variant", "rows", "totals"}
+    assert set(report) == {"artifact", "reference", "note", "variant", "rows", "totals", "by_role", "roles_note",
+                           "options"}
     assert set(report["totals"]) == TOTAL_KEYS
     assert all(set(r) == ROW_KEYS for r in report["rows"])
     assert len(report["rows"]) == len(state_dict()) + 2  # --top is for text only
@@ -195,6 +199,25 @@ def test_text_report_with_top(tmp_path, capsys):
     assert lines[-2].startswith("total") and f"{os.path.getsize(run / 'model.golf'):,}" in lines[-2]
     assert lines[-1].startswith("headroom") and "under" in lines[-1]
     assert sum(1 for line in lines if line.startswith(("tok_emb", "blocks", "steps"))) == 2
+    # Hand-made tensors with no model description: no roles, and the report says why.
+    assert "note       no roles: artifact manifest has no model description" in out
+
+
+def test_rows_and_totals_carry_the_models_tensor_roles(tmp_path, capsys):
+    from golf.models import build
+
+    model = build("ar", {"num_layers": 2, "model_dim": 64, "num_heads": 4, "num_kv_heads": 2})
+    meta = {"model": {"variant": "ar", "config": model.config_dict()}}
+    path = tmp_path / "ar.golf"
+    quant.write_artifact(path, model.state_dict(), rule="emb=int8,attn=int6", roles=model.checked_roles(), meta=meta)
+    code, out, _ = run_cli(["inspect", str(path), "--json"], capsys)
+    report = json.loads(out)
+    rows = {r["name"]: r for r in report["rows"] if r["kind"] == "tensor"}
+    assert rows["tok_emb.weight"]["role"] == "emb" and rows["blocks.1.attn.c_q.weight"]["role"] == "attn"
+    assert rows["blocks.0.attn.q_gain"]["role"] == "control" and report["roles_note"] is None
+    assert set(report["by_role"]) == {"emb", "attn", "mlp", "control"}
+    assert report["by_role"]["attn"]["tensors"] == 8
+    assert sum(g["bytes"] for g in report["by_role"].values()) == sum(r["bytes"] for r in rows.values())
 
 
 @pytest.mark.parametrize("damage,message", [

@@ -7,7 +7,10 @@ from torch import nn
 
 from golf.calibrate import collect_hessians
 from golf.models import build
-from golf.qat import enable_qat, fake_quant_blocks, fake_quant_rows
+from golf.qat import enable_qat
+from quant import get_scheme
+from quant.schemes import fake_quant_rows
+from quant.tied4 import fake_quant_blocks
 
 
 def test_fake_quant_rounds_forward_and_passes_gradients_straight_through():
@@ -23,7 +26,7 @@ def test_fake_quant_rounds_forward_and_passes_gradients_straight_through():
 def test_enable_qat_marks_intn_layers_and_the_tied_table():
     model = build("ar", {"num_layers": 2, "model_dim": 64, "num_heads": 2, "num_kv_heads": 1})
     # 4 attention matrices per block + the tied embedding; int8 is not covered.
-    assert enable_qat(model, "emb=int4g32,attn=int6,mlp=int8") == 9
+    assert enable_qat(model, "emb=int4g32,attn=int6,mlp=int8", model.checked_roles()) == 9
     fq = {name: m.fake_quant for name, m in model.named_modules() if hasattr(m, "fake_quant")}
     assert fq["blocks.0.attn.c_q"].keywords == {"qmax": 31} and fq["blocks.1.mlp.fc"] is None
     assert fq["tok_emb"].keywords == {"group": 32}
@@ -34,6 +37,14 @@ def test_enable_qat_marks_intn_layers_and_the_tied_table():
     assert torch.allclose(codes, codes.round(), atol=1e-3)
     x = torch.randint(0, 1024, (2, 17))
     assert torch.isfinite(model(x))
+
+
+def test_each_scheme_brings_its_own_fake_quantizer():
+    # QAT asks the scheme, not a list of classes: intN and block int4 round, float passthroughs don't.
+    w = torch.randn(4, 64)
+    assert torch.equal(get_scheme("int5").fake_quantizer()(w), fake_quant_rows(w, 15))
+    assert torch.equal(get_scheme("int4g64").fake_quantizer()(w), fake_quant_blocks(w, 64))
+    assert all(get_scheme(s).fake_quantizer() is None for s in ("fp16", "fp32", "int8"))
 
 
 def test_fake_quant_blocks_is_rows_of_the_block_view():

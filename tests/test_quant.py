@@ -15,6 +15,7 @@ from quant.compress import compress, compressor_names, decompress
 from quant.errors import QuantError
 from quant.rules import dequantize, plan, quantize
 from quant.schemes import Encoded, get_scheme, register_scheme
+from conftest import named_roles
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP_Q = 99.99984 / 100.0
@@ -169,7 +170,7 @@ def baseline_state_dict() -> dict[str, torch.Tensor]:
 
 
 def test_official_routing():
-    assert plan(baseline_state_dict()) == {
+    assert plan(baseline_state_dict(), "int8", roles=named_roles(baseline_state_dict())) == {
         "tok_emb.weight": "int8",
         "blocks.0.attn.c_q.weight": "int8",
         "blocks.0.attn.q_gain": "fp32",
@@ -181,25 +182,25 @@ def test_official_routing():
         "step": "raw",
     }
     # The size threshold is inclusive: 65,536 elements stay float, one more is quantized.
-    assert plan({"a": torch.zeros(256, 256), "b": torch.zeros(65537)}) == {"a": "fp16", "b": "int8"}
+    assert plan({"a": torch.zeros(256, 256), "b": torch.zeros(65537)}, "int8", roles={"a": "other", "b": "other"}) == {"a": "fp16", "b": "int8"}
 
 
 @pytest.mark.parametrize("rule", ["fp32", "fp16", "bf16"])
 def test_uniform_float_rules(rule):
-    schemes = plan(baseline_state_dict(), rule)
+    schemes = plan(baseline_state_dict(), rule, roles=named_roles(baseline_state_dict()))
     assert schemes.pop("step") == "raw"
     assert set(schemes.values()) == {rule}
 
 
 def test_unknown_rule():
     with pytest.raises(QuantError, match=r"unknown quantization rule 'int3': use a preset \(bf16, fp16, fp32, int8\)"):
-        plan(baseline_state_dict(), "int3")
+        plan(baseline_state_dict(), "int3", roles=named_roles(baseline_state_dict()))
 
 
 def test_quantize_dequantize_restores_dtypes_and_shapes():
     sd = baseline_state_dict()
-    qd = quantize(sd)
-    assert {name: qt.scheme for name, qt in qd.items()} == plan(sd)
+    qd = quantize(sd, "int8", roles=named_roles(sd))
+    assert {name: qt.scheme for name, qt in qd.items()} == plan(sd, "int8", roles=named_roles(sd))
     out = dequantize(qd)
     assert list(out) == list(sd)
     for name, t in sd.items():

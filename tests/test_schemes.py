@@ -16,6 +16,7 @@ from quant.gptq import gptq_codes
 from quant.intn import search_clip, unzigzag, zigzag
 from quant.packing import packed_size
 from quant.schemes import EncodeOptions
+from conftest import named_roles
 
 
 def trained_like(rows: int, cols: int, seed: int = 0) -> torch.Tensor:
@@ -149,9 +150,11 @@ def test_tied_embedding_is_stored_once():
     sd = model.state_dict()
     assert "lm_head.weight" not in sd  # tied: one table serves lookup and head
     meta = {"variant": "ar"}
-    with_emb = encode_artifact(sd, rule="emb=int4g32,other=fp32", meta=meta, compressor="none")
-    without = encode_artifact({k: v for k, v in sd.items() if k != "tok_emb.weight"},
-                              rule="emb=int4g32,other=fp32", meta=meta, compressor="none")
+    roles = model.checked_roles()
+    with_emb = encode_artifact(sd, rule="emb=int4g32,other=fp32", roles=roles, meta=meta, compressor="none")
+    without = encode_artifact({k: v for k, v in sd.items() if k != "tok_emb.weight"}, rule="emb=int4g32,other=fp32",
+                              roles={k: v for k, v in roles.items() if k != "tok_emb.weight"}, meta=meta,
+                              compressor="none")
     table = 256 * 64 // 2 + 2 * 256 * (64 // 32)
     assert table <= len(with_emb) - len(without) < table + 400  # + its manifest entry
 
@@ -162,7 +165,8 @@ def test_tied_embedding_is_stored_once():
 def test_group_rule_routes_every_tensor():
     model = build("ar", {"num_layers": 2, "model_dim": 64, "num_heads": 2, "num_kv_heads": 1,
                          "tie_embeddings": False})
-    routes = plan(model.state_dict(), "emb=int4g32,head=int7,attn=int6,mlp=int5,other=int8,small=fp16")
+    routes = plan(model.state_dict(), "emb=int4g32,head=int7,attn=int6,mlp=int5,other=int8,small=fp16",
+                  roles=model.checked_roles())
     assert routes["tok_emb.weight"] == "int4g32" and routes["lm_head.weight"] == "int7"
     assert routes["blocks.0.attn.c_k.weight"] == "int6" and routes["blocks.1.mlp.proj.weight"] == "int5"
     assert routes["blocks.0.attn.q_gain"] == "fp32" and routes["skip_weights"] == "fp32"
@@ -180,7 +184,7 @@ def test_rule_spec_is_canonical():
 
 @pytest.mark.parametrize("text, message", [
     ("emb=int3", "unknown quantization scheme 'int3'"),
-    ("colour=int6", "unknown rule key 'colour'"),
+    ("colour-x=int6", "rule group 'colour-x' is not a role name"),
     ("attn", "unknown quantization rule 'attn'"),
     ("int6,attn", "'attn' is not key=value or a scheme name"),
     ("raw", "only for non-float"),
@@ -197,8 +201,8 @@ def test_bad_rules_are_named(text, message):
 def test_gptq_rule_needs_hessians():
     sd = {"blocks.0.mlp.fc.weight": torch.randn(8, 16)}
     with pytest.raises(QuantError, match="no calibration Hessians"):
-        quantize(sd, "other=int4,gptq=1")
-    q = quantize(sd, "other=int4,gptq=1", hessians={"blocks.0.mlp.fc.weight": torch.eye(16)})
+        quantize(sd, "other=int4,gptq=1", roles=named_roles(sd))
+    q = quantize(sd, "other=int4,gptq=1", roles=named_roles(sd), hessians={"blocks.0.mlp.fc.weight": torch.eye(16)})
     assert q["blocks.0.mlp.fc.weight"].enc.meta["gptq"] is True
     assert dequantize(q)["blocks.0.mlp.fc.weight"].shape == (8, 16)
 
@@ -211,12 +215,12 @@ def test_mixed_artifact_round_trips(tmp_path, layout):
     model = build("ar", {"num_layers": 2, "model_dim": 64, "num_heads": 2, "num_kv_heads": 1})
     sd = model.state_dict()
     rule = f"emb=int4g32,attn=int6,mlp=int5,other=int8,small=fp16,layout={layout}"
-    info = write_artifact(tmp_path / "m.golf", sd, rule=rule, meta={}, compressor="auto")
+    info = write_artifact(tmp_path / "m.golf", sd, rule=rule, roles=model.checked_roles(), meta={}, compressor="auto")
     manifest = read_manifest(info.path)
     assert manifest["rule"] == parse_rule(rule).spec
     art = decode_artifact(info.path.read_bytes())
     assert art.compressor in compressor_names()
-    expected = dequantize(quantize(sd, rule))
+    expected = dequantize(quantize(sd, rule, roles=model.checked_roles()))
     assert all(torch.equal(art.state_dict[k], expected[k]) for k in sd)
 
 
@@ -229,7 +233,7 @@ def test_auto_picks_the_smallest():
 
 def test_hand_broken_intn_meta_is_a_clean_error():
     sd = {"w": torch.randn(8, 16)}
-    data = bytearray(encode_artifact(sd, rule="int6", meta={}, compressor="none"))
+    data = bytearray(encode_artifact(sd, rule="int6", roles={"w": "other"}, meta={}, compressor="none"))
     at = data.find(b'"rows":8')
     assert at > 0
     data[at:at + 8] = b'"rows":9'
@@ -240,9 +244,10 @@ def test_hand_broken_intn_meta_is_a_clean_error():
 
 def test_recompress_keeps_the_body_and_changes_only_the_frame():
     sd = {"blocks.0.mlp.fc.weight": trained_like(32, 64)}
-    data = encode_artifact(sd, rule="int6", meta={"x": 1}, compressor="zstd-22")
+    roles = named_roles(sd)
+    data = encode_artifact(sd, rule="int6", roles=roles, meta={"x": 1}, compressor="zstd-22")
     again = recompress_artifact(data, "lzma")
-    assert again == encode_artifact(sd, rule="int6", meta={"x": 1}, compressor="lzma")
+    assert again == encode_artifact(sd, rule="int6", roles=roles, meta={"x": 1}, compressor="lzma")
     assert torch.equal(decode_artifact(again).state_dict["blocks.0.mlp.fc.weight"],
                        decode_artifact(data).state_dict["blocks.0.mlp.fc.weight"])
 

@@ -99,18 +99,26 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_last_good_weights(tmp_pat
                                                    (99, 99_000.0, 0.05)])
 def test_time_based_warmdown_fraction(step, elapsed, expected):
     tg = load_train_gpt()
-    args = SimpleNamespace(max_wallclock_seconds=100.0, warmdown_frac=0.2, warmdown_iters=1200, iterations=10**6)
+    args = SimpleNamespace(min_lr=0.0, max_wallclock_seconds=100.0, warmdown_frac=0.2, warmdown_iters=1200, iterations=10**6)
     assert tg.lr_multiplier(args, step, elapsed) == pytest.approx(expected)
+
+
+def test_min_lr_floors_the_warmdown():
+    tg = load_train_gpt()
+    args = SimpleNamespace(min_lr=0.1, max_wallclock_seconds=100.0, warmdown_frac=0.2, warmdown_iters=1200,
+                           iterations=10**6)
+    assert tg.lr_multiplier(args, 90, 90_000.0) == pytest.approx(0.5)  # above the floor: unchanged
+    assert tg.lr_multiplier(args, 99, 99_000.0) == pytest.approx(0.1)  # 0.05 would be below it
 
 
 def test_official_warmdown_rules():
     tg = load_train_gpt()
     # Capped: warmdown lasts WARMDOWN_ITERS × the mean step time (here 10 steps × 1 s).
-    capped = SimpleNamespace(max_wallclock_seconds=100.0, warmdown_frac=0.0, warmdown_iters=10, iterations=10**6)
+    capped = SimpleNamespace(min_lr=0.0, max_wallclock_seconds=100.0, warmdown_frac=0.0, warmdown_iters=10, iterations=10**6)
     assert tg.lr_multiplier(capped, 50, 50_000.0) == 1.0
     assert tg.lr_multiplier(capped, 95, 95_000.0) == pytest.approx(0.5)
     # Uncapped: the last WARMDOWN_ITERS steps by count.
-    uncapped = SimpleNamespace(max_wallclock_seconds=0.0, warmdown_frac=0.0, warmdown_iters=10, iterations=100)
+    uncapped = SimpleNamespace(min_lr=0.0, max_wallclock_seconds=0.0, warmdown_frac=0.0, warmdown_iters=10, iterations=100)
     assert tg.lr_multiplier(uncapped, 89, 0.0) == 1.0
     assert tg.lr_multiplier(uncapped, 95, 0.0) == pytest.approx(0.5)
 

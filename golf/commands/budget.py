@@ -18,6 +18,7 @@ EPILOG = """examples:
   NUM_LAYERS=12 MODEL_DIM=640 QUANT=int6 golf budget --rule int8  # the trainer's env; QUANT is chosen
   golf budget --vocab-size 8192 --model-dim 384   # how much of the cap does a big vocabulary eat?
   golf budget --code-bytes 60000 --mfu 0.3 --json # for scripts: exit 0 fits, 1 over the cap, 2 bad input
+  golf budget --preset frontier                   # the top records' recipe: 11x512, MLP x4, SP8192, ...
 
 Configuration: the trainer's environment variables (MODEL, NUM_LAYERS, MODEL_DIM, NUM_HEADS,
 NUM_KV_HEADS, MLP_MULT, VOCAB_SIZE, TIE_EMBEDDINGS, TRAIN_SEQ_LEN, TRAIN_BATCH_TOKENS, QUANT),
@@ -39,9 +40,10 @@ the head dim and the query:KV head ratio fixed (NUM_HEADS = MODEL_DIM / head_dim
 steps by lcm(64, head_dim x ratio); "next" is one step larger, which does not fit.
 
 Compute: training FLOPs/token = 6*N_matmul + 6*L*T*D, where N_matmul counts every matmul weight
-(all Linear layers plus the LM head's V*D even when tied; the embedding lookup is free), L =
-NUM_LAYERS, T = TRAIN_SEQ_LEN, D = MODEL_DIM (causal attention: QK^T and AV, fwd + bwd, halved
-by the mask). step time = FLOPs/token x TRAIN_BATCH_TOKENS / (8 x 989e12 x MFU), MFU default
+(all Linear layers, once per run of their block under depth recurrence, plus the LM head's V*D
+even when tied; the embedding lookup is free), L = block runs (NUM_LAYERS without recurrence),
+T = TRAIN_SEQ_LEN, D = MODEL_DIM (causal attention: QK^T and AV, fwd + bwd, halved by the mask).
+step time = FLOPs/token x TRAIN_BATCH_TOKENS / (8 x 989e12 x MFU), MFU default
 0.40 of the H100's dense bf16 peak; steps and tokens are for the 600 s training cap."""
 
 # flag dest → the trainer's environment variable it overrides
@@ -67,6 +69,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seq-len", type=_positive, metavar="T", help="training sequence length [TRAIN_SEQ_LEN, 1024]")
     g.add_argument("--batch-tokens", type=_positive, metavar="N",
                    help="tokens per optimizer step [TRAIN_BATCH_TOKENS, 524288]")
+    p.add_argument("--preset", metavar="NAME", help="fill unset variables from a trainer preset (frontier: the "
+                   "top records' recipe, see golf/presets.py), as PRESET=NAME does for train_gpt.py")
     p.add_argument("--quant", metavar="RULE", help="the chosen rule [QUANT]; decides the exit code")
     p.add_argument("--rule", action="append", default=[], metavar="RULE",
                    help="a rule to compare (repeatable), e.g. int8, fp16, int6, emb=int4g32,attn=int6,mlp=int6")
@@ -121,6 +125,7 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from golf import models
+    from golf.presets import apply_preset
     from golf.budget import (
         DEFAULT_RATIOS,
         budget,
@@ -129,8 +134,12 @@ def run(args: argparse.Namespace) -> int:
         load_ratios,
     )
 
-    # Flags override the environment by being written over it, so both go through the same parser.
+    # Flags override the environment by being written over it, so both go through the same parser;
+    # a preset fills what neither sets, exactly as in the trainer.
     env = {**os.environ, **{ENV_FLAGS[k]: str(v) for k, v in vars(args).items() if k in ENV_FLAGS and v is not None}}
+    preset_name = args.preset or env.get("PRESET")
+    if preset_name:
+        apply_preset(preset_name, env)
     variant = env.get("MODEL", "ar")
     config = models.config_from_env(variant, env)
     chosen = env.get("QUANT") or (args.rule[0] if args.rule else "int8")
@@ -145,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         code_bytes, nfiles = packed_code_bytes(default_script())
         source = f"exact: the packed train_gpt.py, {nfiles} source files"
     report = budget(variant, config, rules, ratios, code_bytes=code_bytes, code_source=source,
+                    preset=preset_name,
                     seq_len=_env_int(env, "TRAIN_SEQ_LEN", 1024),
                     batch_tokens=_env_int(env, "TRAIN_BATCH_TOKENS", 524_288), mfu=args.mfu,
                     search=not args.no_search)
@@ -208,7 +218,7 @@ def print_report(r: dict[str, Any]) -> None:
 
     f = r["compute"]
     print(f"\ncompute    training FLOPs/token = {f['formula']} = 6*{f['matmul_params']:,} + "
-          f"6*{c.get('num_layers')}*{f['seq_len']}*{c.get('model_dim')} = {f['flops_per_token']:,}")
+          f"6*{f['layer_runs']}*{f['seq_len']}*{c.get('model_dim')} = {f['flops_per_token']:,}")
     print(f"           step ({f['batch_tokens']:,} tokens) on {f['gpus']}xH100 at {f['peak_flops_per_gpu'] / 1e12:.0f} "
           f"TFLOP/s x MFU {f['mfu']:.2f}: {1000 * f['step_seconds']:.1f} ms -> {f['steps']:,} steps, "
           f"{f['tokens'] / 1e9:.2f}B tokens in {f['train_seconds']:.0f} s (prediction)")

@@ -80,6 +80,8 @@ def print_report(r: dict[str, Any], top: int | None = None) -> None:
     has_ref = r["reference"] is not None
     variant = f"{r['variant']}, " if r.get("variant") else ""
     print(f"artifact   {r['artifact']} ({t['bytes']:,} bytes; {variant}{t['rule']}+{t['compressor']})")
+    if r["options"]:
+        print("options    " + " ".join(f"{k}={v}" for k, v in sorted(r["options"].items())))
     print(f"reference  {r['reference']}" if has_ref else f"note       {r['note']}")
     tensors = [row for row in r["rows"] if row["kind"] == "tensor"]
     shown, hidden = (tensors, []) if top is None else (tensors[:top], tensors[top:])
@@ -88,21 +90,26 @@ def print_report(r: dict[str, Any], top: int | None = None) -> None:
         rows.append({"name": f"({len(hidden)} more tensors)", "kind": "more", "scheme": None,
                      **{k: sum(h[k] for h in hidden) for k in ("params", "raw_bytes", "bytes")}})
     rows += [row for row in r["rows"] if row["kind"] != "tensor"]
-    width = max(len("tensor"), *(len(row["name"]) for row in rows))
+    width = max(len("tensor"), *(len(row["name"]) for row in rows), *(len(f"role {k} (000 tensors)") for k in r["by_role"]))
 
-    def line(name: str, params: int, scheme: str, raw: int, nbytes: int, err: str) -> str:
+    def line(name: str, params: int, role: str, scheme: str, raw: int | None, nbytes: int, err: str) -> str:
         share = 100 * nbytes / t["bytes"] if t["bytes"] else 0.0
         bpp = f"{nbytes / params:.3f}" if params else ""
-        text = (f"{name:<{width}}  {f'{params:,}' if params else '':>12}  {scheme:<8}  {raw:>12,}  "
+        text = (f"{name:<{width}}  {f'{params:,}' if params else '':>12}  {role:<8}  {scheme:<8}  {'' if raw is None else f'{raw:,}':>12}  "
                 f"{nbytes:>12,}  {share:>5.1f}%  {bpp:>7}")
         return (text + (f"  {err:>9}" if has_ref else "")).rstrip()
 
-    print(f"{'tensor':<{width}}  {'params':>12}  {'scheme':<8}  {'raw B':>12}  {'bytes':>12}  {'share':>6}  "
-          f"{'B/param':>7}" + ("  rel.error" if has_ref else ""))
+    print(f"{'tensor':<{width}}  {'params':>12}  {'role':<8}  {'scheme':<8}  {'raw B':>12}  {'bytes':>12}  "
+          f"{'share':>6}  {'B/param':>7}" + ("  rel.error" if has_ref else ""))
     for row in rows:
         err = _error(row["rel_error"]) if row["kind"] == "tensor" else ""
-        print(line(row["name"], row["params"], row["scheme"] or "", row["raw_bytes"], row["bytes"], err))
-    print(line("total", t["params"], "", sum(row["raw_bytes"] for row in r["rows"]), t["bytes"], ""))
+        print(line(row["name"], row["params"], row.get("role") or "", row["scheme"] or "", row["raw_bytes"],
+                   row["bytes"], err))
+    for role, group in r["by_role"].items():
+        print(line(f"role {role} ({group['tensors']} tensors)", group["params"], role, "", None, group["bytes"], ""))
+    if r["roles_note"]:
+        print(f"note       {r['roles_note']}")
+    print(line("total", t["params"], "", "", sum(row["raw_bytes"] for row in r["rows"]), t["bytes"], ""))
     state = "OVER" if t["headroom"] < 0 else "under"
     print(f"headroom   {t['headroom']:,} bytes ({state} the {t['limit']:,}-byte cap; model bytes only, "
           "code bytes count too)")

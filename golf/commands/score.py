@@ -19,9 +19,9 @@ EPILOG = """examples:
   golf score records/track_non_record_16mb/<date>_<name>    # check a record, re-score its artifacts
 
 The bpb is labelled `exact` (chain rule over a normalised distribution) or `bound` (an upper
-bound, e.g. a diffusion ELBO, reported with its Monte Carlo standard error). Bytes come from the
-tokenizer's byte table; --audit decodes every complete scored document and checks that the
-table's byte total equals the UTF-8 length of the decoded text.
+bound, e.g. a diffusion ELBO, reported with its Monte Carlo standard error; --seed and --samples
+set its draws). Bytes come from the tokenizer's byte table; --audit decodes every complete scored
+document and checks that the table's byte total equals the UTF-8 length of the decoded text.
 
 The artifact is treated as hostile: what is decompressed, parsed and built is bounded by
 docs/limits.md, and a non-finite score is an error (exit 2), never printed as a result."""
@@ -40,8 +40,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=int, default=None, help="score only the first N val tokens")
     p.add_argument("--seq-len", type=int, default=None,
                    help="eval window length (default: the training TRAIN_SEQ_LEN recorded in the artifact)")
-    p.add_argument("--batch-tokens", type=int, default=65_536, help="tokens per forward pass")
+    p.add_argument("--batch-tokens", type=int, default=None,
+                   help="tokens per forward pass (default: the trainer's eval batch recorded in the artifact, "
+                   "else 65536)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the Monte Carlo draws of a `bound` score (same seed, same number; default: the "
+                   "trainer's EVAL_SEED recorded in the artifact)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="Monte Carlo estimates per window for a `bound` score (more: smaller standard error; "
+                   "default: the trainer's EVAL_SAMPLES recorded in the artifact)")
     p.add_argument("--audit", action="store_true", help="also run the byte audit (exit 1 if it fails)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -59,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     artifact = args.artifact / "model.golf" if args.artifact.is_dir() else args.artifact
     report = score_artifact(artifact, data=data, tokenizer=tokenizer, max_tokens=args.max_tokens,
                             seq_len=args.seq_len, batch_tokens=args.batch_tokens, device=args.device,
-                            audit=args.audit, progress=not args.no_progress and not args.json)
+                            audit=args.audit, progress=not args.no_progress and not args.json,
+                            seed=args.seed, samples=args.samples)
     audit = report.get("audit")
     report["ok"] = audit is None or bool(audit["ok"])
     if args.json:
@@ -126,6 +135,8 @@ def print_report(r: dict) -> None:
     print(f"val_loss   {r['val_loss']:.8f} nats/token")
     stderr = f" ± {r['val_bpb_stderr']:.5f} (1 s.e.)" if r.get("val_bpb_stderr") is not None else ""
     print(f"val_bpb    {r['val_bpb']:.8f} ({r['label']}){stderr}")
+    if r["label"] == "bound":
+        print(f"monte carlo seed {r['seed']}, {r['samples']} sample(s) per window (same seed, same number)")
     print(f"tokens     {r['tokens']:,}  bytes {r['bytes']:,}  ({r['implied_bytes_per_token']:.3f} bytes/token, "
           f"seq_len {r['seq_len']})")
     print(f"seconds    {r['seconds']:.2f} ({r['tokens_per_s']:,.0f} tokens/s on {r['device']})")

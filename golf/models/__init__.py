@@ -4,13 +4,21 @@ Every variant is an `nn.Module` built from a small config dataclass and offers t
 things (see `base.LanguageModel`): `loss`, `score` (per-token nats + an `exact`/`bound` label)
 and `generate`. The trainer, the scorer and the packer only ever see this interface, so a new
 family plugs in by registering itself here and nothing else changes.
+
+A family that lives outside golf (your own experiment, or a test's toy) is loaded by naming its
+module in GOLF_MODEL_PLUGINS (comma-separated importable module names): `train_gpt.py`, `golf score`
+and every other command then know it. Such a module is not part of a packed record's train_gpt.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import os
 from collections.abc import Mapping
 from typing import Any
+
+import torch
 
 from golf.errors import GolfError
 from golf.models.base import LanguageModel
@@ -93,6 +101,33 @@ def build(name: str, config: Any) -> LanguageModel:
     return model_cls(config)
 
 
+PLUGINS_ENV = "GOLF_MODEL_PLUGINS"
+
+
 def _load_builtin_variants() -> None:
     # Importing a variant module registers it; done lazily so `golf.models` imports cheaply.
     from golf.models import ar  # noqa: F401
+
+    for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            importlib.import_module(module)  # already-imported modules are not re-run
+        except ImportError as e:
+            raise GolfError(f"{PLUGINS_ENV}: cannot import model family module {module!r} ({e})") from None
+
+
+def roles_of(name: str, config: Any) -> dict[str, str]:
+    """The tensor roles of variant `name` at `config`, from a build on the meta device (no memory)."""
+    with torch.device("meta"):
+        return build(name, config).checked_roles()
+
+
+def roles_from_meta(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The tensor roles of the model an artifact's manifest meta describes (`{"model": {variant, config}}`)."""
+    spec = meta.get("model") if isinstance(meta, Mapping) else None
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("variant"), str) \
+            or not isinstance(spec.get("config"), Mapping):
+        raise GolfError("artifact manifest has no model description (meta.model.variant/config)")
+    try:
+        return roles_of(spec["variant"], spec["config"])
+    except (ValueError, TypeError) as e:
+        raise GolfError(f"artifact's model config is not buildable: {e}") from None

@@ -4,11 +4,18 @@
 also the LM head, and logits soft-capped at 30. At the defaults it has exactly 17,059,912
 parameters, like the official `model_params` log line. Its score is the chain rule over a
 normalised softmax, so its bpb is labelled `exact`.
+
+The frontier options (all off by default; `PRESET=frontier` turns on what the top records use) are
+fields of the same config: LeakyReLU² (MLP_LEAKY_SLOPE), XSA, partial RoPE (ROPE_DIMS), layer-norm
+scaling (LN_SCALE), parallel residuals (PARALLEL_FROM), an attention-output gate (ATTN_GATE),
+SmearGate (SMEAR_GATE, masked at BOS_ID) and depth recurrence (RECUR_START..RECUR_END looped
+RECUR_LOOPS times; no extra parameters). None changes what the score means: it stays exact.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 import torch.nn.functional as F
@@ -16,10 +23,12 @@ from torch import nn
 
 from golf.models import register
 from golf.models.base import LanguageModel, ScoreOutput
-from golf.models.layers import Block, CastedLinear, KVCache, TiedEmbedding, num_unet_skips, rms_norm, unet_forward
+from golf.models.layers import (Block, BlockOptions, CastedLinear, KVCache, SmearGate, TiedEmbedding, num_unet_skips,
+                                recurrence_order, rms_norm, unet_forward)
 
 
 _FP32_MAX = torch.finfo(torch.float32).max
+MAX_DEPTH = 4096  # layers run per forward pass: far past any model trained in 10 minutes
 
 
 @dataclasses.dataclass
@@ -37,6 +46,18 @@ class ARConfig:
     logit_softcap: float = 30.0
     rope_base: float = 10000.0
     qk_gain_init: float = 1.5
+    # Frontier options (defaults: the baseline).
+    mlp_leaky_slope: float = 0.0
+    xsa: bool = False
+    rope_dims: int = 0  # 0 = rotary on the whole head dim
+    ln_scale: bool = False
+    parallel_from: int = -1  # first layer with parallel residuals; -1 = none
+    attn_gate: bool = False
+    smear_gate: bool = False
+    bos_id: int = 1  # the sp1024/sp8192 tokenizers' BOS, which starts every document
+    recur_start: int = 0
+    recur_end: int = 0  # layers [recur_start, recur_end) run recur_loops times
+    recur_loops: int = 1
 
     def __post_init__(self) -> None:
         # Checked here, before anything is allocated: the trainer (env vars) and the scorer
@@ -48,15 +69,28 @@ class ARConfig:
             raise ValueError(f"num_heads {self.num_heads} must divide model_dim {self.model_dim}")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_kv_heads {self.num_kv_heads} must divide num_heads {self.num_heads}")
-        if self.model_dim // self.num_heads % 2:
-            raise ValueError(f"head dim {self.model_dim // self.num_heads} (model_dim / num_heads) must be even "
-                             "for RoPE")
-        for name in ("tied_embed_init_std", "logit_softcap", "rope_base", "qk_gain_init"):
+        head_dim = self.model_dim // self.num_heads
+        if head_dim % 2 or self.rope_dims % 2 or not 0 <= self.rope_dims <= head_dim:
+            raise ValueError(f"head dim {head_dim} (model_dim / num_heads) and rope_dims {self.rope_dims} must be "
+                             "even for RoPE, rope_dims at most the head dim")
+        for name in ("tied_embed_init_std", "logit_softcap", "rope_base", "qk_gain_init", "mlp_leaky_slope"):
             if not abs(getattr(self, name)) <= _FP32_MAX:  # also refuses NaN: these become fp32 tensors
                 raise ValueError(f"{name} must be a finite fp32 number, got {getattr(self, name)}")
         if self.logit_softcap <= 0 or self.rope_base <= 0 or self.tied_embed_init_std < 0:
             raise ValueError(f"logit_softcap ({self.logit_softcap}) and rope_base ({self.rope_base}) must be > 0, "
                              f"tied_embed_init_std ({self.tied_embed_init_std}) >= 0")
+        if self.recur_loops < 1 or not 0 <= self.recur_start <= self.recur_end <= self.num_layers:
+            raise ValueError(f"recurrence needs 0 <= RECUR_START <= RECUR_END <= NUM_LAYERS and RECUR_LOOPS >= 1, "
+                             f"got {self.recur_start}, {self.recur_end}, {self.num_layers}, {self.recur_loops}")
+        # Recurrence adds depth without parameters, so the tensors present cannot bound the compute.
+        depth = self.num_layers + (self.recur_end - self.recur_start) * (self.recur_loops - 1)
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{depth} layers run per forward pass (with recurrence); at most {MAX_DEPTH}")
+
+    def block_options(self, layer: int) -> BlockOptions:
+        return BlockOptions(leaky_slope=self.mlp_leaky_slope, xsa=self.xsa, rope_dims=self.rope_dims,
+                            norm_scale=1.0 / math.sqrt(layer + 1) if self.ln_scale else 1.0,
+                            parallel=0 <= self.parallel_from <= layer, attn_gate=self.attn_gate)
 
 
 @register("ar", ARConfig)
@@ -66,18 +100,42 @@ class GPT(LanguageModel):
         c = config
         self.tok_emb = TiedEmbedding(c.vocab_size, c.model_dim)
         self.blocks = nn.ModuleList(
-            Block(c.model_dim, c.num_heads, c.num_kv_heads, c.mlp_mult, c.rope_base, c.qk_gain_init)
-            for _ in range(c.num_layers))
+            Block(c.model_dim, c.num_heads, c.num_kv_heads, c.mlp_mult, c.rope_base, c.qk_gain_init,
+                  options=c.block_options(i))
+            for i in range(c.num_layers))
+        self.smear = SmearGate(c.model_dim, c.bos_id) if c.smear_gate else None
+        # Depth recurrence runs from the start unless the trainer switches it on later (RECUR_START_FRAC).
+        self.recurrence_on = True
         self.skip_weights = nn.Parameter(torch.ones(num_unet_skips(c.num_layers), c.model_dim))
         self.lm_head = None if c.tie_embeddings else CastedLinear(c.model_dim, c.vocab_size, zero_init=True)
         if c.tie_embeddings:
             # A small init keeps early tied logits near zero, so the first steps are not noise.
             nn.init.normal_(self.tok_emb.weight, mean=0.0, std=c.tied_embed_init_std)
 
+    def tensor_roles(self) -> dict[str, str]:
+        roles = {"tok_emb.weight": "emb", "skip_weights": "control"}
+        if self.smear is not None:
+            roles["smear.gate"] = "control"
+        if self.lm_head is not None:
+            roles["lm_head.weight"] = "head"
+        for i, block in enumerate(self.blocks):
+            roles.update(block.tensor_roles(f"blocks.{i}."))
+        return roles
+
+    def block_order(self) -> list[int]:
+        c = self.config
+        loops = c.recur_loops if self.recurrence_on else 1
+        return recurrence_order(c.num_layers, c.recur_start, c.recur_end, loops)
+
     def logits(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Soft-capped logits [B, T, V] for inputs [B, T]."""
-        x = rms_norm(self.tok_emb(input_ids))
-        x = rms_norm(unet_forward(self.blocks, self.skip_weights, x, cache))
+        x = self.tok_emb(input_ids)
+        if self.smear is not None:
+            smeared = self.smear(x, input_ids, cache.previous_embedding if cache is not None else None)
+            if cache is not None:
+                cache.previous_embedding = x[:, -1:]
+            x = smeared
+        x = rms_norm(unet_forward(self.blocks, self.skip_weights, rms_norm(x), cache, self.block_order()))
         if self.lm_head is None:
             raw = F.linear(x, self.tok_emb.table().to(x.dtype))
         else:
@@ -89,7 +147,8 @@ class GPT(LanguageModel):
         logits = self.logits(tokens[:, :-1])
         return F.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten())
 
-    def score(self, tokens: torch.Tensor) -> ScoreOutput:
+    def score(self, tokens: torch.Tensor, *, generator: torch.Generator | None = None,
+              samples: int = 1) -> ScoreOutput:
         logits = self.logits(tokens[:, :-1])
         nats = F.cross_entropy(logits.float().flatten(0, 1), tokens[:, 1:].flatten(), reduction="none")
         return ScoreOutput(nats=nats.view(tokens.size(0), -1), label="exact")

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from golf.challenge import GPUS, TRAIN_SECONDS
 from golf.errors import GolfError
 from golf.limits import MAX_RECORD_JSON_BYTES
 from golf.record import readme, schema
@@ -130,8 +131,8 @@ def ledger_problems(runs: list[Run], packed: bytes, sources: Sources, track: str
         if log.val_bpb is None or not math.isclose(log.val_bpb, r["val_bpb"], abs_tol=1e-8):
             problems.append(f"{name}: train.log's final val_bpb {log.val_bpb} ≠ result.json's {r['val_bpb']}")
         overshoot = r.get("train_time_ms", 0) / max(r.get("steps", 1), 1)  # the run stops at the first step past the cap
-        if track == "10min_16mb" and (r.get("device") != "cuda" or r.get("train_time_ms", math.inf) > 600_000 + overshoot):
-            problems.append(f"{name}: the 10min_16mb track needs 8×H100 runs of ≤ 600 s (this one: "
+        if track == "10min_16mb" and (r.get("device") != "cuda" or r.get("train_time_ms", math.inf) > 1000 * TRAIN_SECONDS + overshoot):
+            problems.append(f"{name}: the 10min_16mb track needs {GPUS}×H100 runs of ≤ {TRAIN_SECONDS:.0f} s (this one: "
                             f"{r.get('device')}, {r.get('train_time_ms', 0) / 1000:.0f} s)")
     return problems
 

@@ -16,6 +16,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from golf.challenge import TRAIN_SECONDS
 from golf.errors import GolfError
 from golf.limits import MAX_RECORD_JSON_BYTES, MAX_SCRIPT_BYTES
 from golf.record import schema
@@ -26,7 +27,6 @@ from golf.selfcontained import Sources, unpack
 
 REQUIRED_FILES = ("README.md", "submission.json", "train_gpt.py")
 BPB_TOLERANCE = 5e-5  # official records round means to 4 decimals; golf's own match to 1e-8
-TEN_MINUTES_MS = 600_000
 SEED_ARTIFACT = re.compile(r"seed[_-]?(\d+)")
 
 
@@ -102,8 +102,8 @@ def _claims(data: dict, ledger: Ledger, logs: list[LogFacts], artifacts: list[Pa
                             f"train_gpt.py embeds ({digest[:16]})")
         # A capped run stops at the first step past the cap (the official baseline logs 600,038 ms).
         if track == "10min_16mb" and f.train_time_ms is not None and \
-                f.train_time_ms > TEN_MINUTES_MS + (f.step_avg_ms or 0.0):
-            problems.append(f"{f.path.name}: train_time {f.train_time_ms / 1000:.1f} s is over the 10-minute track's 600 s")
+                f.train_time_ms > 1000 * TRAIN_SECONDS + (f.step_avg_ms or 0.0):
+            problems.append(f"{f.path.name}: train_time {f.train_time_ms / 1000:.1f} s is over the 10-minute track's {TRAIN_SECONDS:.0f} s")
     by_seed = {f.seed: f for f in logs if f.seed is not None}
     for path in artifacts:
         match = SEED_ARTIFACT.search(path.stem)

@@ -16,7 +16,7 @@ import ast
 import dataclasses
 from pathlib import Path
 
-from golf.inspect import LIMIT_BYTES
+from golf.challenge import CAP_BYTES
 from golf.record.logs import is_log_name
 
 FORMULA = "bytes_total = train_gpt.py + max over seeds of the model bytes + other files the code reads"
@@ -37,17 +37,17 @@ class Ledger:
 
     @property
     def headroom(self) -> int:
-        return LIMIT_BYTES - self.bytes_total
+        return CAP_BYTES - self.bytes_total
 
     def problems(self) -> list[str]:
         if self.headroom >= 0:
             return []
-        return [f"bytes_total {self.bytes_total:,} is over the {LIMIT_BYTES:,}-byte cap by {-self.headroom:,} bytes "
+        return [f"bytes_total {self.bytes_total:,} is over the {CAP_BYTES:,}-byte cap by {-self.headroom:,} bytes "
                 f"(code {self.bytes_code:,} + model {self.bytes_model_max:,} + other {sum(self.bytes_other.values()):,})"]
 
     def as_dict(self) -> dict:
         return {"formula": FORMULA, "bytes_code": self.bytes_code, "bytes_model_max": self.bytes_model_max,
-                "bytes_other": self.bytes_other, "bytes_total": self.bytes_total, "limit": LIMIT_BYTES,
+                "bytes_other": self.bytes_other, "bytes_total": self.bytes_total, "limit": CAP_BYTES,
                 "headroom": self.headroom, "model_source": self.model_source}
 
 

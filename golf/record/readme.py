@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from golf.inspect import LIMIT_BYTES
+from golf.challenge import CAP_BYTES
 from golf.record.ledger import FORMULA
 
 # Knobs that name this machine's files or this run: the reproduce command sets them itself.
@@ -31,7 +31,7 @@ def render(sub: dict[str, Any], first: dict[str, Any], ledger: dict[str, Any], s
     lines = [
         f"# {sub['name']}", "",
         f"**val_bpb {sub['val_bpb']:.4f}{std}** ({n}-seed mean{', sample std' if std else ''}; label `{sub['label']}`) | "
-        f"{sub['bytes_total']:,} bytes of {LIMIT_BYTES:,} | {sub['hardware']} | track `{sub['track']}`", "",
+        f"{sub['bytes_total']:,} bytes of {CAP_BYTES:,} | {sub['hardware']} | track `{sub['track']}`", "",
         sub["blurb"], "",
         "## Configuration", "",
         f"- model `{first['model']}`, {first['model_params']:,} parameters: "

@@ -18,8 +18,10 @@ import math
 import statistics
 from typing import Any
 
-BAR_NATS = 0.005
-ALPHA = 0.01
+from golf.challenge import SIGNIFICANCE_NATS, SIGNIFICANCE_P
+
+BAR_NATS = SIGNIFICANCE_NATS
+ALPHA = SIGNIFICANCE_P
 MIN_SEEDS = 2  # a t-test needs a variance; the challenge usually asks for 3 seeds
 
 

@@ -1,0 +1,92 @@
+"""The frontier options one by one at equal wall time on CPU: which help at a size this CPU trains.
+
+Every configuration is a real `torchrun --nproc_per_node=2 train_gpt.py` run on the embedded sample
+with the same wall-clock cap (MAX_WALLCLOCK_SECONDS), the same base model (the `golf demo` shape,
+which this CPU trains meaningfully in minutes) and the same seed: the baseline, each option alone,
+and the stack of all of them. val_bpb is the trainer's final roundtrip score (exact, int8 +
+zstd-22) on the embedded val split; tokens/s is from result.json (validation excluded).
+
+Results are written after every run to --out (JSON), and a run already in the file is skipped, so
+a long ablation can be continued by running the same command again. Two cores: run nothing else
+beside it, and take each run under `flock /tmp/golf-cpu.lock` (this script does).
+
+    python bench/ablation.py --seconds 600 --out bench/results/ablation.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from golf.launch import torchrun_command, train_env
+
+BASE = {"DATA_PATH": "embedded", "TOKENIZER_PATH": "embedded", "NUM_LAYERS": "4", "MODEL_DIM": "256",
+        "NUM_HEADS": "4", "NUM_KV_HEADS": "2", "TRAIN_SEQ_LEN": "256", "TRAIN_BATCH_TOKENS": "8192",
+        "ITERATIONS": "100000", "WARMDOWN_FRAC": "0.3", "VAL_LOSS_EVERY": "0", "TRAIN_LOG_EVERY": "50",
+        "SEED": "1337", "OMP_NUM_THREADS": "1"}
+# Each option as the top records set it, scaled to the 4-layer, head-dim-64 base where needed.
+OPTIONS = {
+    "leaky_relu2": {"MLP_LEAKY_SLOPE": "0.5"},
+    "xsa": {"XSA": "1"},
+    "partial_rope": {"ROPE_DIMS": "16"},
+    "ln_scale": {"LN_SCALE": "1"},
+    "recurrence": {"RECUR_START": "1", "RECUR_END": "3", "RECUR_LOOPS": "2", "RECUR_START_FRAC": "0.35"},
+    "parallel_resid": {"PARALLEL_FROM": "2"},
+    "smear_gate": {"SMEAR_GATE": "1"},
+    "attn_gate": {"ATTN_GATE": "1"},
+    "ema": {"EMA_DECAY": "0.9965"},
+    "muoneq_r": {"MUON_ROW_NORM": "1"},
+    "polar_express": {"MUON_POLAR_EXPRESS": "1"},
+    "min_lr": {"MIN_LR": "0.1"},
+    "weight_decay": {"MUON_WEIGHT_DECAY": "0.095", "EMBED_WEIGHT_DECAY": "0.085"},
+}
+CONFIGS = {"baseline": {}, **OPTIONS, "stack": {k: v for option in OPTIONS.values() for k, v in option.items()}}
+
+
+def run(name: str, env: dict[str, str], seconds: float, root: Path) -> dict:
+    run_dir = root / name
+    cmd = ["flock", "/tmp/golf-cpu.lock", *torchrun_command(2)]
+    start = time.time()
+    proc = subprocess.run(cmd, env=train_env(run_dir, {**BASE, **env, "MAX_WALLCLOCK_SECONDS": str(seconds)}),
+                          capture_output=True, text=True, cwd=root)
+    if proc.returncode:
+        return {"config": name, "env": env, "error": (proc.stderr or proc.stdout)[-1500:]}
+    result = json.loads((run_dir / "result.json").read_text())
+    return {"config": name, "env": env, "val_bpb": result["val_bpb"], "label": result["label"],
+            "pre_quant_val_bpb": result["pre_quant_val_bpb"], "steps": result["steps"],
+            "train_time_ms": result["train_time_ms"],
+            "tokens_per_s": round(result["tokens_seen"] / (result["train_time_ms"] / 1000)),
+            "bytes_model": result["bytes_model"], "model_params": result["model_params"],
+            "wall_s": round(time.time() - start, 1), "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=600.0, help="training wall clock per run (default 600)")
+    parser.add_argument("--out", type=Path, required=True, help="results JSON (read first: done runs are skipped)")
+    parser.add_argument("--only", action="append", default=[], help="run just these configs (repeatable)")
+    args = parser.parse_args()
+    done = json.loads(args.out.read_text()) if args.out.is_file() else {"rows": []}
+    done["machine"] = f"{platform.processor() or platform.machine()}, 2 procs x 1 thread"
+    done["seconds"] = args.seconds
+    finished = {row["config"] for row in done["rows"] if "error" not in row and row.get("seconds") == args.seconds}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, env in CONFIGS.items():
+            if name in finished or (args.only and name not in args.only):
+                continue
+            row = {**run(name, env, args.seconds, Path(tmp)), "seconds": args.seconds}
+            done["rows"] = [r for r in done["rows"] if r["config"] != name] + [row]
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(done, indent=1) + "\n")
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""Named sets of trainer settings: `PRESET=frontier` is the recipe the leaderboard's top records share.
+
+A preset only fills in environment variables the user did not set, so any knob can still be
+overridden (`PRESET=frontier NUM_LAYERS=9 ...`). The frontier values follow the top merged record
+(2026-04-27, val_bpb 1.0611, its logged hyperparameters; shared reference frontier.md §1): 11 × 512,
+MLP ×4, SP8192, LeakyReLU(0.5)², XSA, partial RoPE 16/64, layer-norm scaling, QK gain 5, parallel
+residuals from layer 8, SmearGate (BOS-masked), layers 3–5 run three times from 35 % of training,
+EMA 0.9965, MuonEq-R, Polar-Express Newton–Schulz, MIN_LR 0.1, weight decay, and GPTQ int6 matrices
+with an int7 embedding compressed by brotli. What golf does differently is stated in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+
+from golf.errors import GolfError
+
+PRESETS: dict[str, dict[str, str]] = {
+    "frontier": {
+        "VOCAB_SIZE": "8192", "NUM_LAYERS": "11", "MODEL_DIM": "512", "NUM_HEADS": "8", "NUM_KV_HEADS": "4",
+        "MLP_MULT": "4", "MLP_LEAKY_SLOPE": "0.5", "XSA": "1", "ROPE_DIMS": "16", "LN_SCALE": "1",
+        "QK_GAIN_INIT": "5.0", "PARALLEL_FROM": "8", "SMEAR_GATE": "1",
+        "RECUR_START": "3", "RECUR_END": "6", "RECUR_LOOPS": "3", "RECUR_START_FRAC": "0.35",
+        "EMA_DECAY": "0.9965", "MUON_ROW_NORM": "1", "MUON_POLAR_EXPRESS": "1", "MIN_LR": "0.1",
+        "MUON_WEIGHT_DECAY": "0.095", "EMBED_WEIGHT_DECAY": "0.085", "MATRIX_LR": "0.026",
+        "SCALAR_LR": "0.02", "TIED_EMBED_LR": "0.03", "MUON_MOMENTUM": "0.97",
+        "MUON_MOMENTUM_WARMUP_START": "0.92", "MUON_MOMENTUM_WARMUP_STEPS": "1500", "GRAD_CLIP_NORM": "0.3",
+        "TRAIN_SEQ_LEN": "2048", "TRAIN_BATCH_TOKENS": "786432", "WARMDOWN_FRAC": "0.72",
+        "QUANT": "emb=int7,attn=int6,mlp=int6,gptq=1", "COMPRESSOR": "brotli-11",
+    },
+}
+
+
+def preset_names() -> list[str]:
+    return sorted(PRESETS)
+
+
+def preset(name: str) -> dict[str, str]:
+    if name not in PRESETS:
+        raise GolfError(f"unknown preset {name!r}; known: {', '.join(preset_names())}")
+    return dict(PRESETS[name])
+
+
+def apply_preset(name: str, environ: MutableMapping[str, str]) -> dict[str, str]:
+    """Fill `environ` with the preset's values where unset; returns what it filled in."""
+    filled = {k: v for k, v in preset(name).items() if k not in environ}
+    environ.update(filled)
+    return filled
