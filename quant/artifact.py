@@ -43,7 +43,7 @@ from torch import Tensor
 from .compress import AUTO, DEFAULT_COMPRESSOR, compress, compress_smallest, decompress, get_compressor
 from .errors import ArtifactError, QuantError
 from .limits import (MAX_ARTIFACT_FILE_BYTES, MAX_BODY_BYTES, MAX_MANIFEST_BYTES, MAX_NDIM, MAX_PARAMS,
-                     MAX_TENSOR_BYTES, RECORD_CAP_BYTES, loads_json, read_regular_file)
+                     MAX_TENSOR_BYTES, loads_json, read_regular_file)
 from .rules import QTensor, Rule, dequantize, parse_rule, quantize
 from .schemes import Encoded, dtype_name
 
@@ -242,7 +242,8 @@ def _unframe(data: bytes) -> tuple[str, bytes | bytearray]:
     raw_len, packed_len = _SIZES.unpack_from(data, sizes_at)
     if raw_len > MAX_BODY_BYTES:
         raise ArtifactError(f"body declares {raw_len:,} bytes decompressed; golf decompresses at most "
-                            f"{MAX_BODY_BYTES:,} (the largest model the {RECORD_CAP_BYTES:,}-byte cap allows, in fp32)")
+                            f"{MAX_BODY_BYTES:,} ({MAX_PARAMS:,} parameters, the most the challenge's cap allows, "
+                            "in fp32)")
     if body_at + packed_len + _DIGEST != n:
         raise ArtifactError(f"malformed header: declares a {packed_len}-byte body, "
                             f"the file holds {n - body_at - _DIGEST}")
@@ -360,7 +361,7 @@ def _read_tensors(manifest: dict, payload: memoryview) -> dict[str, QTensor]:
         raise _malformed(f"its parts declare {stored:,} bytes in all, more than the {len(payload):,}-byte payload")
     if decoded > MAX_TENSOR_BYTES:
         raise ArtifactError(f"tensors would decode to {decoded:,} bytes; golf decodes at most {MAX_TENSOR_BYTES:,} "
-                            f"(the largest model the {RECORD_CAP_BYTES:,}-byte cap allows, in fp32)")
+                            f"({MAX_PARAMS:,} parameters, the most the challenge's cap allows, in fp32)")
     out: dict[str, QTensor] = {}
     for name, entry, parts, dtype, shape in checked:
         tensors = {key: _tensor_from(payload, p.offset, p.dtype, p.shape) for key, p in parts.items()}

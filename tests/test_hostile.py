@@ -410,8 +410,9 @@ def test_the_limits_derive_from_the_cap_and_the_schemes():
     from golf.challenge import CAP_BYTES
     from quant import limits
 
-    assert limits.RECORD_CAP_BYTES == CAP_BYTES  # quant cannot import golf.challenge: the two must agree
-    assert limits.MAX_PARAMS == CAP_BYTES * 8 and limits.MAX_TENSOR_BYTES == limits.MAX_PARAMS * 4
+    # quant cannot import golf.challenge, so it states the bound the cap implies; they must agree.
+    assert limits.MAX_PARAMS == CAP_BYTES * 8 // limits.MIN_BITS_PER_PARAM
+    assert limits.MAX_TENSOR_BYTES == limits.MAX_PARAMS * limits.WIDEST_BYTES_PER_PARAM
     # The premise "no scheme stores a parameter in under one bit": every registered scheme's parts
     # for a 256x256 matrix take at least numel/8 bytes.
     w = torch.randn(256, 256)
