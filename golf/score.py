@@ -186,12 +186,10 @@ def recorded_eval(meta: dict[str, Any]) -> dict[str, int | None]:
     recorded = meta.get("eval")
     recorded = recorded if isinstance(recorded, dict) else {}
     out: dict[str, int | None] = {}
-    for key, least, most in (("seq_len", 1, None), ("seed", None, None), ("samples", 1, limits.MAX_SAMPLES),
-                             ("batch_windows", 1, None)):
+    for key, least, most in (("seq_len", 1, limits.MAX_PARAMS), ("seed", -(2**63), 2**63 - 1),
+                             ("samples", 1, limits.MAX_SAMPLES), ("batch_windows", 1, limits.MAX_PARAMS)):
         value = recorded.get(key)
-        ok = value is None or (isinstance(value, int) and not isinstance(value, bool)
-                               and abs(value) <= limits.MAX_PARAMS
-                               and (least is None or value >= least) and (most is None or value <= most))
+        ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and least <= value <= most)
         if not ok:
             raise GolfError(f"artifact manifest: eval.{key} {str(value)[:40]!r} is not a valid {key}")
         out[key] = value
