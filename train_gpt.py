@@ -171,6 +171,42 @@ class Hyperparameters:
 
 
 # -----------------------------------------------------------------------------
+# INPUT VALIDATION
+# -----------------------------------------------------------------------------
+# Why check every knob before anything starts: a bad value should cost one line, not a run that
+# never stops, trains nothing, diverges from a NaN in its config or writes over another run.
+# Sizes must be positive, rates finite and in range, and the run needs a way to stop. The model's
+# shape (heads dividing the width, even head dims, finite gains) is checked by its config class.
+
+_POSITIVE = ("train_batch_tokens", "train_seq_len", "val_batch_size", "muon_backend_steps", "eval_samples")
+_NON_NEGATIVE = ("warmup_steps", "warmdown_iters", "val_loss_every", "train_log_every", "val_max_tokens",
+                 "grad_accum_steps", "gptq_calib_tokens", "muon_momentum_warmup_steps",
+                 "embed_lr", "head_lr", "tied_embed_lr", "matrix_lr", "scalar_lr", "grad_clip_norm",
+                 "muon_weight_decay", "embed_weight_decay")
+_FRACTIONS = ("muon_momentum", "muon_momentum_warmup_start", "warmdown_frac", "qat_start_frac", "min_lr",
+              "recur_start_frac")  # in [0, 1]
+_DECAYS = ("beta1", "beta2", "ema_decay")  # in [0, 1): at 1 nothing would ever be learned or averaged
+
+
+def validate_hyperparameters(args: Hyperparameters) -> None:
+    """Every problem with the run's settings, as one line; nothing has been created yet."""
+    floats = [name for name, default in vars(Hyperparameters).items() if isinstance(default, float)]
+    problems = [f"{n.upper()}={getattr(args, n)} is not finite" for n in floats if not math.isfinite(getattr(args, n))]
+    problems += [f"{n.upper()}={getattr(args, n)} must be >= 1" for n in _POSITIVE if getattr(args, n) < 1]
+    problems += [f"{n.upper()}={getattr(args, n)} must be >= 0" for n in _NON_NEGATIVE if getattr(args, n) < 0]
+    problems += [f"{n.upper()}={getattr(args, n)} must be in [0, 1]" for n in _FRACTIONS
+                 if not 0 <= getattr(args, n) <= 1]
+    problems += [f"{n.upper()}={getattr(args, n)} must be in [0, 1)" for n in _DECAYS if not 0 <= getattr(args, n) < 1]
+    if not args.adam_eps > 0:
+        problems.append(f"ADAM_EPS={args.adam_eps} must be > 0")
+    if args.iterations < 0 and not args.max_wallclock_seconds > 0:
+        problems.append(f"ITERATIONS={args.iterations} with no MAX_WALLCLOCK_SECONDS cap: the run would never stop")
+    if problems:
+        raise golf.errors.GolfError("; ".join(problems))
+    models.config_from_env(args.model, os.environ)  # the model's own checks, before any weight exists
+
+
+# -----------------------------------------------------------------------------
 # DISTRIBUTED SETUP AND LOGGING
 # -----------------------------------------------------------------------------
 # Why torchrun and nothing else: RANK/WORLD_SIZE/LOCAL_RANK from torchrun are the whole
@@ -202,11 +238,13 @@ class Runtime:
         self.run_dir = Path(args.run_dir or f"runs/{args.run_id}")
         self.log_path = self.run_dir / "train.log"
         self.metrics_path = self.run_dir / "metrics.jsonl"
-        # Never overwrite a finished or running run: its artifact may be the one a record ships.
-        # Rank 0 looks (other nodes may not share its disk) and every rank learns the answer.
-        if self.any_true(self.is_main and self.log_path.exists() and self.log_path.stat().st_size > 0):
-            raise SystemExit(f"train_gpt.py: {self.run_dir} already holds a run; set another RUN_ID or "
-                             "RUN_DIR, or delete it")
+        # Never write into a folder that holds anything: a finished or running run, a record, or
+        # files of any kind may be what someone ships. Rank 0 looks (other nodes may not share its
+        # disk) and every rank learns the answer.
+        if self.any_true(self.is_main and self.run_dir.exists()
+                         and (not self.run_dir.is_dir() or any(self.run_dir.iterdir()))):
+            raise SystemExit(f"train_gpt.py: {self.run_dir} is not empty (it already holds a run or other "
+                             "files); set another RUN_ID or RUN_DIR, or empty it")
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self.log_path.write_text("")
@@ -447,12 +485,14 @@ def _tag(text: str) -> str:
 # Why this loop: it is the baseline's. Gradient accumulation keeps the global batch fixed
 # whatever the world size; DDP syncs gradients on the last micro-step only; train time pauses
 # during validation; once the wallclock cap (less any GPTQ reserve) is reached on any rank, all
-# ranks stop after the same step. A NaN/inf loss stops the run before it can corrupt the weights, and the last good
-# weights are saved.
+# ranks stop after the same step. A non-finite train loss, final val score or artifact score stops
+# the run (exit 1, no result.json) and saves the last weights that gave a finite loss as
+# model_lastgood.golf.
 
 
 def main() -> None:
     args = Hyperparameters()
+    validate_hyperparameters(args)
     rt = Runtime(args)
     precision = resolve_precision(args.precision, rt.device)
     compiled = resolve_compile(args.compile, rt.device)
@@ -589,6 +629,13 @@ def main() -> None:
     if rule.gptq and cap_ms is not None:
         rt.log0(clocks.reserve_line(reserve_s, cap_ms))
     training_ms, stop_after, step, qat_on = 0.0, None, 0, False
+    last_good = LastGoodWeights(model)
+
+    def stop_if_non_finite(value: float, what: str,
+                           advice: str = "Lower the learning rates or set GRAD_CLIP_NORM.") -> None:
+        if not rt.all_true(math.isfinite(value)):
+            stop_on_non_finite(rt, model, last_good, f"{what} ({value})", advice, meta)
+
     val_loss = val_bpb = float("nan")
     rt.sync()
     t0 = time.perf_counter()
@@ -625,8 +672,8 @@ def main() -> None:
             rt.log0(f"recurrence:enabled step:{step} order:{model.block_order()}")
         zero_grad()
         train_loss = run_micro_steps(loader)
-        if not rt.all_true(bool(torch.isfinite(train_loss))):
-            stop_on_divergence(rt, model, step, float(train_loss), meta)
+        stop_if_non_finite(float(train_loss), f"train loss at step {step}")
+        last_good.keep(step)  # these weights gave a finite loss; the update below may not
         frac = min(step / args.muon_momentum_warmup_steps, 1.0) if args.muon_momentum_warmup_steps > 0 else 1.0
         for group in muon.param_groups:
             group["momentum"] = (1 - frac) * args.muon_momentum_warmup_start + frac * args.muon_momentum
@@ -651,6 +698,8 @@ def main() -> None:
         if stop_after is None and rt.any_true(cap_ms is not None and approx_ms >= cap_ms):
             stop_after = step
 
+    stop_if_non_finite(val_bpb, f"val_bpb of the trained weights after step {step}")
+    last_good.keep(step)
     # Training is over: free the DDP wrapper while the process group still exists. If its reducer
     # held the group's last reference at exit, the gloo group's destructor would join its threads
     # holding the GIL, and can deadlock (seen under COMPILE=1 on CPU).
@@ -695,6 +744,8 @@ def main() -> None:
         roundtrip_model = model_from_artifact(loaded.meta, loaded.state_dict).to(rt.device)
     with eval_clock.phase("roundtrip"):
         result = validate(roundtrip_model)
+    stop_if_non_finite(result.val_bpb, f"val_bpb of the {rule.spec}+{compressor} artifact",
+                       f"Pick a QUANT rule that can hold these weights (unquantized they score {val_bpb:.4f}).")
     tag = f"final_{_tag(args.quant_rule)}_{_tag(compressor)}"
     log_final(rt, f"{tag}_roundtrip", result)
     final, evals, guard = result, {"roundtrip": result.as_dict()}, None
@@ -705,6 +756,7 @@ def main() -> None:
                                world_size=rt.world_size, autocast_dtype=eval_dtype, seed=args.eval_seed,
                                samples=args.eval_samples)
         final, evals[plan.name] = headline(outcome), outcome.as_dict()
+        stop_if_non_finite(final.val_bpb, f"{plan.name} val_bpb of the {rule.spec}+{compressor} artifact")
         log_final(rt, f"{tag}_{plan.name}", final, f" eval_seq_len:{plan.length} stride:{plan.stride}")
         if plan.ttt is not None:
             guard = outcome.guard
@@ -764,15 +816,41 @@ def eval_plan(args: Hyperparameters) -> EvalPlan:
     return EvalPlan(args.eval_seq_len, args.eval_stride, ttt)
 
 
-def stop_on_divergence(rt: Runtime, model: models.LanguageModel, step: int, loss: float, meta: dict) -> None:
-    """Save the weights as they were before this step (not yet updated) and stop every rank."""
+class LastGoodWeights:
+    """A copy of the weights that last gave a finite loss, kept on the device and refreshed in one
+    fused copy per step, so a NaN from any cause (a learning rate, an overflow, the data, the
+    quantizer) can be answered with weights that were still good."""
+
+    def __init__(self, model: models.LanguageModel) -> None:
+        # detach() views share storage with the live tensors, which the optimizers update in place.
+        self.names, live = zip(*model.state_dict(keep_vars=True).items())
+        self.live = [t.detach() for t in live]
+        self.saved = [t.clone() for t in self.live]
+        self.step: int | None = None  # None: no weights have given a finite loss yet
+
+    def keep(self, step: int) -> None:
+        torch._foreach_copy_(self.saved, self.live)
+        self.step = step
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {name: t.cpu() for name, t in zip(self.names, self.saved)}
+
+
+def stop_on_non_finite(rt: Runtime, model: models.LanguageModel, last_good: LastGoodWeights, what: str,
+                       advice: str, meta: dict) -> None:
+    """Save the last good weights (if any step ever had them), say so in one line, stop every rank."""
     path = rt.run_dir / "model_lastgood.golf"
+    if last_good.step is None:
+        kept = "no step ever gave a finite loss, so no weights are saved (check the model's init settings)"
+    else:
+        if rt.is_main:
+            quant.write_artifact(path, last_good.state_dict(), rule="fp32", roles=model.checked_roles(), meta=meta,
+                                 compressor="none")
+        kept = f"the last good weights (step {last_good.step}) are in {path}"
+    message = f"non-finite {what}; stopped, {kept}. {advice}"
+    rt.log0(f"error: {message}")
     if rt.is_main:
-        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        quant.write_artifact(path, state, rule="fp32", roles=model.checked_roles(), meta=meta,
-                             compressor="none")
-    rt.log0(f"error: non-finite train loss ({loss}) at step {step}; stopped before updating the weights. "
-            f"Last good weights: {path}. Lower the learning rates or set GRAD_CLIP_NORM.")
+        print(f"train_gpt.py: error: {message}", file=sys.stderr, flush=True)
     rt.barrier()
     rt.close()
     raise SystemExit(1)
@@ -782,5 +860,9 @@ if __name__ == "__main__":
     try:
         main()
     except (golf.errors.GolfError, quant.QuantError) as exc:  # bad input: one line, no traceback
-        print(f"train_gpt.py: error: {exc}", file=sys.stderr, flush=True)
+        print(f"train_gpt.py: error: {golf.errors.one_line(str(exc))}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    except OSError as exc:  # the file system said no (permission, no space, not a directory)
+        print(f"train_gpt.py: error: {golf.errors.one_line(golf.errors.os_error_line(exc))}", file=sys.stderr,
+              flush=True)
         raise SystemExit(2) from None

@@ -27,6 +27,7 @@ from golf import models
 from golf.challenge import CAP_BYTES, GPUS, TRAIN_SECONDS
 from golf.errors import GolfError
 from golf.models.layers import CausalSelfAttention
+from golf.limits import meta_model
 from golf.selfcontained import pack, read_sources
 
 DEFAULT_RATIOS = Path(__file__).resolve().parent / "assets" / "compression_ratios.json"
@@ -70,7 +71,7 @@ def load_ratios(path: Path) -> Ratios:
         data = json.loads(path.read_text())
         table = {str(k): float(v) for k, v in data["bytes_per_param"].items()}
         compressor, provenance = str(data["compressor"]), dict(data.get("provenance") or {})
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
         raise GolfError(f"{path}: not a compression ratios file ({type(e).__name__}: {e})") from None
     bad = sorted(k for k, v in table.items() if not (math.isfinite(v) and v > 0))
     if bad:
@@ -87,15 +88,6 @@ class Shapes:
 
     state_dict: dict[str, Tensor]
     roles: dict[str, str]
-
-
-def meta_model(variant: str, config: Any) -> models.LanguageModel:
-    """The real model on the meta device: every shape, no memory, even at absurd sizes."""
-    try:
-        with torch.device("meta"):
-            return models.build(variant, config)
-    except (ValueError, TypeError) as e:
-        raise GolfError(f"cannot build model {variant!r} with this config: {e}") from None
 
 
 def meta_shapes(variant: str, config: Any) -> Shapes:

@@ -20,7 +20,7 @@ import sys
 
 from golf import __version__
 from golf.commands import budget, data, demo, export, generate, golfers, inspect, pack, report, score, toy
-from golf.errors import GolfError
+from golf.errors import GolfError, one_line, os_error_line
 from quant import QuantError
 
 COMMANDS = (demo, score, inspect, budget, data, pack, export, generate, golfers, report, toy)
@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (GolfError, QuantError) as exc:
-        print(f"golf: error: {exc}", file=sys.stderr)
+        print(f"golf: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # permission, not a directory, exists, no space: the file system said no
+        print(f"golf: error: {one_line(os_error_line(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("golf: interrupted", file=sys.stderr)

@@ -17,9 +17,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,7 @@ from tqdm import tqdm
 
 from golf.data import write_shard
 from golf.bpb import ByteTable, build_byte_table, load_tokenizer, target_bytes
+from golf.safefiles import staged_output
 from golf.embedded import file_sha256
 from golf.errors import GolfError
 from golf.spm_model import read_spec
@@ -80,6 +78,8 @@ def _jsonl_texts(path: Path) -> Iterator[str]:
                     obj = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise GolfError(f"{path}:{lineno}: bad JSON ({exc.msg} at column {exc.colno})") from None
+                except RecursionError:
+                    raise GolfError(f"{path}:{lineno}: JSON nested too deeply to be a document") from None
                 if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
                     raise GolfError(f'{path}:{lineno}: expected an object with a string "text" field')
                 yield obj["text"]
@@ -200,17 +200,15 @@ def build_shards(doc_paths: PathLike | Iterable[PathLike], tokenizer_path: PathL
     if bos < 0:
         raise GolfError(f"{tokenizer_path}: tokenizer has no BOS piece, which starts every document in a shard")
     audit = CorpusAudit(sp)  # refuses a tokenizer no byte table can count before anything is encoded
-    out_dir.mkdir(parents=True, exist_ok=True)
     existing = sorted([*out_dir.glob("fineweb_train_*.bin"), *out_dir.glob("fineweb_val_*.bin")])
     if existing and not overwrite:
         raise GolfError(f"{out_dir} already holds {len(existing)} shards ({existing[0].name}, ...); "
                         "pass --force (overwrite=True) to replace them")
 
-    # Shards are written to a staging folder and moved in only once every document passed the
-    # audit: a refused corpus leaves no partial shards and the old ones untouched.
-    staging = Path(tempfile.mkdtemp(prefix=".golf-build-", dir=out_dir))
-    try:
-        writer = _ShardWriter(staging, shard_tokens)
+    # Shards are written beside out_dir and moved in only once every document is in: a bad
+    # document or a full disk leaves out_dir (and any shards it held) as it was.
+    with staged_output(out_dir) as stage:
+        writer = _ShardWriter(stage, shard_tokens)
         docs = iter_documents(doc_paths)
         with tqdm(desc="build shards", unit="doc", disable=None if progress else True) as bar:
             while batch := list(itertools.islice(docs, ENCODE_BATCH_DOCS)):
@@ -226,13 +224,9 @@ def build_shards(doc_paths: PathLike | Iterable[PathLike], tokenizer_path: PathL
         writer.flush()
         if not writer.files:
             raise GolfError(f"no documents found in {', '.join(map(str, doc_paths))}")
-        for stale in existing:
-            stale.unlink()
-        files = [out_dir / f.name for f in writer.files]
-        for staged, final in zip(writer.files, files):
-            os.replace(staged, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    files = [out_dir / p.name for p in writer.files]
+    for stale in set(existing) - set(files):  # replaced shards of a longer earlier build
+        stale.unlink()
     return {"out_dir": str(out_dir), "tokenizer": str(tokenizer_path),
             "tokenizer_sha256": file_sha256(tokenizer_path), "vocab_size": vocab_size, "bos_id": bos,
             **writer.stats, "files": [str(p) for p in files], "audit": audit.summary()}
@@ -248,7 +242,9 @@ def train_tokenizer(doc_paths: PathLike | Iterable[PathLike], out_prefix: PathLi
     if not 0 < vocab_size <= 2**16:
         raise GolfError(f"vocab_size must be in 1..65536 (shards store uint16 ids), got {vocab_size}")
     prefix = Path(out_prefix)
-    prefix.parent.mkdir(parents=True, exist_ok=True)
+    outputs = [prefix.with_name(prefix.name + suffix) for suffix in (".model", ".vocab")]
+    if any(p.exists() for p in outputs):
+        raise GolfError(f"{outputs[0]} or {outputs[1].name} already exists; pass a new --out prefix")
     # sentencepiece turns exceptions from the iterator into RuntimeError; keep ours to re-raise.
     errors: list[BaseException] = []
 
@@ -264,28 +260,22 @@ def train_tokenizer(doc_paths: PathLike | Iterable[PathLike], out_prefix: PathLi
             errors.append(exc)
             raise
 
-    # Trained under a temporary prefix and renamed once checked, so a refused tokenizer leaves no files.
-    staging = prefix.with_name(f".{prefix.name}.{os.getpid()}.part")
-    outputs = {suffix: (staging.with_name(staging.name + suffix), prefix.with_name(prefix.name + suffix))
-               for suffix in (".model", ".vocab")}
-    try:
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=texts(), model_prefix=str(staging), model_type="bpe", vocab_size=vocab_size,
-            character_coverage=0.999, byte_fallback=True, split_digits=True,
-            normalization_rule_name="nmt_nfkc", add_dummy_prefix=False,
-            pad_id=0, bos_id=1, eos_id=2, unk_id=3, hard_vocab_limit=False,
-            minloglevel=0 if progress else 2)
-        refusal = classify_tokenizer(load_tokenizer(outputs[".model"][0])).refusal
+    # Trained beside the target and moved in only when both files are complete and the tokenizer is
+    # one golf can count bytes for: a refused or failed training leaves nothing behind.
+    with staged_output(prefix.parent) as stage:
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=texts(), model_prefix=str(stage / prefix.name), model_type="bpe",
+                vocab_size=vocab_size, character_coverage=0.999, byte_fallback=True, split_digits=True,
+                normalization_rule_name="nmt_nfkc", add_dummy_prefix=False,
+                pad_id=0, bos_id=1, eos_id=2, unk_id=3, hard_vocab_limit=False,
+                minloglevel=0 if progress else 2)
+        except RuntimeError as exc:
+            if errors:
+                raise errors[0] from None
+            detail = str(exc).splitlines()[0].split("] ")[-1]
+            raise GolfError(f"{prefix}: sentencepiece training failed: {detail}") from None
+        refusal = classify_tokenizer(load_tokenizer(stage / f"{prefix.name}.model")).refusal
         if refusal:
             raise GolfError(f"{prefix}: the trained {refusal}")
-        for staged, final in outputs.values():
-            os.replace(staged, final)
-    except RuntimeError as exc:
-        if errors:
-            raise errors[0] from None
-        detail = str(exc).splitlines()[0].split("] ")[-1]
-        raise GolfError(f"{prefix}: sentencepiece training failed: {detail}") from None
-    finally:
-        for staged, _ in outputs.values():
-            staged.unlink(missing_ok=True)
-    return outputs[".model"][1]
+    return outputs[0]

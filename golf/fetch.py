@@ -161,7 +161,7 @@ def fetch(variant: str, train_shards: int, out_root: Path, *, repo_id: str | Non
     hub.download("manifest.json", manifest_path)
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise GolfError(f"{hub.url('manifest.json')}: manifest is not valid JSON ({exc})") from None
     val_shards, tokenizer_files = _select(manifest, variant, train_shards, hub.url("manifest.json"))
 

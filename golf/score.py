@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from golf import models
+from golf import limits, models
 from golf.bpb import (
     ByteTable,
     audit_bytes,
@@ -172,30 +172,32 @@ def eval_autocast_dtype(device: torch.device) -> torch.dtype | None:
 def model_from_artifact(meta: dict[str, Any], state_dict: dict[str, torch.Tensor],
                         options: dict[str, Any] | None = None) -> LanguageModel:
     """Rebuild a model from an artifact's manifest and decoded tensors alone. `options` replace
-    config fields that change how the model scores, not its tensors (MDLM's `mdlm_score`, say)."""
-    try:
-        spec = meta["model"]
-        config = dict(spec["config"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise GolfError(f"artifact manifest has no usable model description ({exc})") from None
-    unknown = sorted(set(options or {}) - set(config))
-    if unknown:
-        raise GolfError(f"model {spec['variant']!r} has no option {', '.join(unknown)}")
-    try:
-        model = models.build(spec["variant"], {**config, **(options or {})})
-    except (TypeError, ValueError) as exc:
-        raise GolfError(f"artifact manifest has no usable model description ({exc})") from None
-    missing, unexpected = model.load_state_dict(state_dict, strict=False)
-    if missing or unexpected:
-        raise GolfError(f"artifact tensors do not match variant {spec['variant']!r}: "
-                        f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    config fields that change how the model scores, not its tensors (MDLM's `mdlm_score`, say).
+
+    The config is type- and range-checked and its shapes compared with the tensors present on the
+    meta device first, so a hostile manifest can neither allocate nor crash the build.
+    """
+    spec = meta.get("model")
+    if not isinstance(spec, dict):
+        raise GolfError("artifact manifest has no model description (meta.model)")
+    values = spec.get("config")
+    if options:
+        unknown = sorted(set(options) - set(values if isinstance(values, dict) else {}))
+        if unknown:
+            raise GolfError(f"model {str(spec.get('variant'))[:40]!r} has no option {', '.join(unknown)}")
+        values = {**values, **options}
+    config = limits.config_from_manifest(spec.get("variant"), values)
+    limits.check_tensors_fit(spec["variant"], config, {k: tuple(t.shape) for k, t in state_dict.items()})
+    model = models.build(spec["variant"], config)
+    model.load_state_dict(state_dict, strict=True)
     return model
 
 
 def check_tokenizer_matches(meta: dict[str, Any], tokenizer_path: Path, tokenizer_sha256: str) -> None:
     """Refuse to score with a tokenizer other than the one the model was trained with."""
-    expected = meta.get("tokenizer", {}).get("sha256")
-    if expected is None:
+    recorded = meta.get("tokenizer")
+    expected = recorded.get("sha256") if isinstance(recorded, dict) else None
+    if not isinstance(expected, str):
         raise GolfError("artifact records no tokenizer sha256; cannot check the tokenizer")
     if expected != tokenizer_sha256:
         raise GolfError(f"tokenizer {tokenizer_path} (sha256 {tokenizer_sha256[:12]}…) is not the one "
@@ -235,6 +237,22 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def recorded_eval(meta: dict[str, Any]) -> dict[str, int | None]:
+    """How the trainer scored (meta.eval: seq_len, seed, samples, batch_windows), each checked:
+    None where it records nothing."""
+    recorded = meta.get("eval")
+    recorded = recorded if isinstance(recorded, dict) else {}
+    out: dict[str, int | None] = {}
+    for key, least, most in (("seq_len", 1, limits.MAX_PARAMS), ("seed", -(2**63), 2**63 - 1),
+                             ("samples", 1, limits.MAX_SAMPLES), ("batch_windows", 1, limits.MAX_PARAMS)):
+        value = recorded.get(key)
+        ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and least <= value <= most)
+        if not ok:
+            raise GolfError(f"artifact manifest: eval.{key} {str(value)[:40]!r} is not a valid {key}")
+        out[key] = value
+    return out
+
+
 def score_artifact(artifact_path: Path, *, data: Path, tokenizer: Path, max_tokens: int | None = None,
                    seq_len: int | None = None, stride: int | None = None, batch_tokens: int | None = None,
                    device: str = "auto", audit: bool = False, progress: bool = True, seed: int | None = None,
@@ -250,33 +268,41 @@ def score_artifact(artifact_path: Path, *, data: Path, tokenizer: Path, max_toke
     (see `model_from_artifact`)."""
     from golf.evalplan import headline, plan_from_meta, run_plan
 
+    for flag, value in (("--max-tokens", max_tokens), ("--seq-len", seq_len), ("--batch-tokens", batch_tokens),
+                        ("--samples", samples)):
+        if value is not None and value < 1:
+            raise GolfError(f"{flag} must be a positive number, got {value}")
     dev = resolve_device(device)
     clock = EvalClock(sync=torch.cuda.synchronize if dev.type == "cuda" else lambda: None)
     with clock.phase("read"):
         artifact = read_artifact(artifact_path)
     tok_sha = file_sha256(tokenizer)
     check_tokenizer_matches(artifact.meta, tokenizer, tok_sha)
+    recorded = recorded_eval(artifact.meta)
     with clock.phase("build"):
         model = model_from_artifact(artifact.meta, artifact.state_dict, options)
+        weight_bytes = sum(t.numel() * max(4, t.element_size()) for t in artifact.state_dict.values())
         model.to(dev)
     sp = load_tokenizer(tokenizer)
     check_vocab(model, sp.vocab_size())
-    recorded = artifact.meta.get("eval", {})
-    plan = plan_from_meta(recorded, length=seq_len, stride=stride, ttt=ttt, ttt_overrides=ttt_overrides)
-    seed = int(recorded.get("seed", 0)) if seed is None else seed
-    samples = int(recorded.get("samples", 1)) if samples is None else samples
+    plan = plan_from_meta(artifact.meta.get("eval", {}), length=seq_len, stride=stride, ttt=ttt,
+                          ttt_overrides=ttt_overrides)
+    seed = (recorded["seed"] or 0) if seed is None else seed
+    samples = (recorded["samples"] or 1) if samples is None else samples
     if batch_tokens is None:  # the trainer's batch when scoring its windows: same batches, same draws
-        same = plan.length == recorded.get("seq_len") and isinstance(recorded.get("batch_windows"), int)
+        same = plan.length == recorded["seq_len"] and recorded["batch_windows"] is not None
         batch_tokens = recorded["batch_windows"] * plan.length if same else default_batch_tokens(dev)
+    batch_windows = limits.score_batch_windows(model.config, weight_bytes, plan.length,
+                                               max(1, batch_tokens // plan.length))
     val_files = find_shards(data, "val")
     tokens = load_val_tokens(val_files, plan.length, max_tokens=max_tokens, vocab_size=sp.vocab_size())
     sidecar = load_sidecar(val_files, tokens.numel())
     table, rule_difference = scoring_table(sp, tokens, model.vocab_size)  # refuses <unk> among the targets
     with clock.phase(plan.name):
-        outcome = run_plan(model, tokens, table, plan, sidecar=sidecar,
-                           batch_windows=max(1, batch_tokens // plan.length), device=dev,
+        outcome = run_plan(model, tokens, table, plan, sidecar=sidecar, batch_windows=batch_windows, device=dev,
                            autocast_dtype=eval_autocast_dtype(dev), progress=progress, seed=seed, samples=samples)
     result = headline(outcome)
+    limits.require_finite(f"{artifact_path}: val_bpb", result.val_bpb)
     report: dict[str, Any] = {
         "command": "score", "artifact": str(artifact_path), "bytes_model": artifact.nbytes,
         "variant": artifact.meta["model"]["variant"], "quant": artifact.rule,

@@ -23,6 +23,7 @@ import lzma
 from pathlib import Path
 
 from golf.errors import GolfError
+from quant.limits import loads_json
 
 ROOTS = ("golf", "quant")  # the packages a packed file embeds; everything else stays an import
 PAYLOAD_NAME = "_GOLF_SOURCES"  # the string literal holding the payload in a packed file
@@ -195,7 +196,7 @@ def unpack(text: str) -> Sources | None:
     None if `text` is not a packed file. Raises ValueError if it is one but its payload is bad."""
     try:
         tree = ast.parse(text)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # not Python (or too deep to be ours)
         return None
     literal = next((node.value.value for node in tree.body if isinstance(node, ast.Assign)
                     and any(isinstance(t, ast.Name) and t.id == PAYLOAD_NAME for t in node.targets)
@@ -207,7 +208,7 @@ def unpack(text: str) -> Sources | None:
         raw = decoder.decompress(base64.b85decode(literal), max_length=MAX_PAYLOAD_BYTES)
         if not decoder.eof:
             raise ValueError(f"payload is truncated or larger than {MAX_PAYLOAD_BYTES} bytes")
-        data = json.loads(raw)
+        data = loads_json(raw, "payload", MAX_PAYLOAD_BYTES)  # bounded depth: a QuantError is a ValueError
         modules = {str(k): str(v) for k, v in data["modules"].items()}
         packages = tuple(str(p) for p in data["packages"])
         # Names become file paths (Sources.files, `golf pack --unpack`): only dotted identifiers,

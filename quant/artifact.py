@@ -15,6 +15,9 @@ File layout (little-endian), format version 1:
 Magic, version and the trailing SHA-256 are the invariants every future version keeps: a reader
 checks the magic, then the checksum (which needs no header field, so any flipped byte after the
 magic is caught before a length is trusted), then the version, and only then parses the rest.
+Every size the file declares is checked against `limits` (derived from the record cap, never
+from the file) before it is used: the body's decompressed length, the manifest's length and
+nesting, each tensor's shape, and the memory all decoded tensors would take.
 
 Body: u32 manifest length + manifest JSON (UTF-8, sorted keys, compact) + payload. The payload is
 the raw little-endian bytes of every part, tensors in sorted name order and parts in sorted part
@@ -39,6 +42,8 @@ from torch import Tensor
 
 from .compress import AUTO, DEFAULT_COMPRESSOR, compress, compress_smallest, decompress, get_compressor
 from .errors import ArtifactError, QuantError
+from .limits import (MAX_ARTIFACT_FILE_BYTES, MAX_BODY_BYTES, MAX_MANIFEST_BYTES, MAX_NDIM, MAX_PARAMS,
+                     MAX_TENSOR_BYTES, loads_json, read_regular_file)
 from .rules import QTensor, Rule, dequantize, parse_rule, quantize
 from .schemes import Encoded, dtype_name
 
@@ -211,7 +216,7 @@ def _declared_size(data: bytes) -> int:
     return sizes_at + _SIZES.size + _SIZES.unpack_from(data, sizes_at)[1] + _DIGEST
 
 
-def _unframe(data: bytes) -> tuple[str, bytes]:
+def _unframe(data: bytes) -> tuple[str, bytes | bytearray]:
     """Verify the frame and return (compressor name, decompressed body)."""
     n = len(data)
     if n >= len(MAGIC) and data[: len(MAGIC)] != MAGIC:
@@ -235,6 +240,10 @@ def _unframe(data: bytes) -> tuple[str, bytes]:
     if body_at + _DIGEST > n:
         raise ArtifactError("malformed header: compressor name runs past the end of the file")
     raw_len, packed_len = _SIZES.unpack_from(data, sizes_at)
+    if raw_len > MAX_BODY_BYTES:
+        raise ArtifactError(f"body declares {raw_len:,} bytes decompressed; golf decompresses at most "
+                            f"{MAX_BODY_BYTES:,} ({MAX_PARAMS:,} parameters, the most the challenge's cap allows, "
+                            "in fp32)")
     if body_at + packed_len + _DIGEST != n:
         raise ArtifactError(f"malformed header: declares a {packed_len}-byte body, "
                             f"the file holds {n - body_at - _DIGEST}")
@@ -263,15 +272,15 @@ def _is_count(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
-def _split_body(body: bytes) -> tuple[dict, memoryview]:
+def _split_body(body: bytes | bytearray) -> tuple[dict, memoryview]:
     """(manifest, payload) from a decompressed body, with the manifest's top level validated."""
     end = _U32.size + (_U32.unpack_from(body)[0] if len(body) >= _U32.size else 0)
     if end > len(body):
         raise _malformed("its length runs past the end of the body")
     try:
-        manifest = json.loads(body[_U32.size:end].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise _malformed(f"not valid JSON ({e})") from None
+        manifest = loads_json(body[_U32.size:end], "manifest", MAX_MANIFEST_BYTES)
+    except QuantError as e:
+        raise ArtifactError(f"malformed {e}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise _malformed(f"'format' is not {FORMAT_NAME!r}")
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -292,42 +301,71 @@ def _tensor_from(payload: memoryview, offset: int, dtype: str, shape: tuple[int,
 
 
 def _shape(x: object, what: str) -> tuple[int, ...]:
-    if not isinstance(x, list) or not all(_is_count(d) for d in x):
-        raise _malformed(f"{what}: shape {x!r} is not a list of sizes")
+    if not isinstance(x, list) or len(x) > MAX_NDIM or not all(_is_count(d) and d <= MAX_PARAMS for d in x):
+        raise _malformed(f"{what}: shape {str(x)[:80]} is not a list of at most {MAX_NDIM} sizes "
+                         f"of at most {MAX_PARAMS:,}")
     return tuple(x)
 
 
 def _dtype(x: object, what: str) -> str:
-    if x not in _DTYPES:
-        raise _malformed(f"{what}: unknown dtype {x!r}")
+    if not isinstance(x, str) or x not in _DTYPES:
+        raise _malformed(f"{what}: unknown dtype {str(x)[:40]!r}")
     return x
 
 
-def _read_part(payload: memoryview, what: str, spec: object) -> Tensor:
+def _nbytes(dtype: str, shape: tuple[int, ...]) -> int:
+    return math.prod(shape) * np.dtype(_DTYPES[dtype][1]).itemsize
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A part's manifest entry, checked against the payload but not yet read."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    offset: int
+
+
+def _check_part(payload_nbytes: int, what: str, spec: object) -> _Part:
     if not isinstance(spec, dict):
         raise _malformed(f"{what}: not an object")
     dtype, shape = _dtype(spec.get("dtype"), what), _shape(spec.get("shape"), what)
     offset, nbytes = spec.get("offset"), spec.get("nbytes")
     if not (_is_count(offset) and _is_count(nbytes)):
         raise _malformed(f"{what}: offset/nbytes must be non-negative integers")
-    needed = math.prod(shape) * np.dtype(_DTYPES[dtype][1]).itemsize
+    needed = _nbytes(dtype, shape)
     if nbytes != needed:
         raise _malformed(f"{what}: {nbytes} bytes declared, {dtype}{list(shape)} needs {needed}")
-    if offset + nbytes > len(payload):
+    if offset + nbytes > payload_nbytes:
         raise ArtifactError(f"part {what} at bytes {offset}..{offset + nbytes} is outside the "
-                            f"{len(payload)}-byte payload")
-    return _tensor_from(payload, offset, dtype, shape)
+                            f"{payload_nbytes}-byte payload")
+    return _Part(dtype, shape, offset)
 
 
 def _read_tensors(manifest: dict, payload: memoryview) -> dict[str, QTensor]:
-    out: dict[str, QTensor] = {}
+    """Check every entry and the memory the decoded tensors will take; only then read any part."""
+    checked = []
+    decoded = stored = 0
     for name, entry in manifest["tensors"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("scheme"), str) \
                 or not isinstance(entry.get("meta"), dict) or not isinstance(entry.get("parts"), dict):
             raise _malformed(f"tensor {name!r} needs 'scheme', 'meta' and 'parts'")
-        parts = {key: _read_part(payload, f"{name}.{key}", spec) for key, spec in entry["parts"].items()}
-        dtype = _DTYPES[_dtype(entry.get("dtype"), name)][0]
-        out[name] = QTensor(entry["scheme"], Encoded(parts, entry["meta"]), _shape(entry.get("shape"), name), dtype)
+        parts = {key: _check_part(len(payload), f"{name}.{key}", spec) for key, spec in entry["parts"].items()}
+        dtype, shape = _dtype(entry.get("dtype"), name), _shape(entry.get("shape"), name)
+        decoded += _nbytes(dtype, shape)
+        stored += sum(_nbytes(p.dtype, p.shape) for p in parts.values())
+        checked.append((name, entry, parts, dtype, shape))
+    # golf's writer tiles the payload with the parts; parts that overlap could make each byte be
+    # copied out many times over.
+    if stored > len(payload):
+        raise _malformed(f"its parts declare {stored:,} bytes in all, more than the {len(payload):,}-byte payload")
+    if decoded > MAX_TENSOR_BYTES:
+        raise ArtifactError(f"tensors would decode to {decoded:,} bytes; golf decodes at most {MAX_TENSOR_BYTES:,} "
+                            f"({MAX_PARAMS:,} parameters, the most the challenge's cap allows, in fp32)")
+    out: dict[str, QTensor] = {}
+    for name, entry, parts, dtype, shape in checked:
+        tensors = {key: _tensor_from(payload, p.offset, p.dtype, p.shape) for key, p in parts.items()}
+        out[name] = QTensor(entry["scheme"], Encoded(tensors, entry["meta"]), shape, _DTYPES[dtype][0])
     return out
 
 
@@ -362,11 +400,9 @@ def decode_artifact(data: bytes) -> Artifact:
 
 def _read_bytes(path: str | os.PathLike) -> bytes:
     try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ArtifactError(f"artifact not found: {path}") from None
-    except IsADirectoryError:
-        raise ArtifactError(f"artifact path is a directory: {path}") from None
+        return read_regular_file(path, MAX_ARTIFACT_FILE_BYTES, "artifact")
+    except QuantError as e:
+        raise ArtifactError(str(e)) from None
 
 
 def read_artifact(path: str | os.PathLike) -> Artifact:
@@ -404,7 +440,7 @@ class RawArtifact:
     digest_nbytes: int  # the trailing SHA-256
     manifest: dict
     manifest_nbytes: int
-    body: bytes
+    body: bytes | bytearray
     payload: memoryview
 
 

@@ -39,7 +39,7 @@ class Compressor:
     compress: Callable[[bytes], bytes]
     # (data, limit) → at most limit + 1 bytes (so "too big" differs from "exactly limit"), or a
     # QuantError / the codec's own error for a corrupt or truncated stream.
-    decompress_bounded: Callable[[bytes, int], bytes]
+    decompress_bounded: Callable[[bytes, int], bytes | bytearray]
 
 
 _COMPRESSORS: Registry[Compressor] = Registry("compressor")
@@ -77,7 +77,7 @@ def compress_smallest(data: bytes, names: list[str] | None = None) -> tuple[str,
     return best
 
 
-def decompress(name: str, data: bytes, max_size: int) -> bytes:
+def decompress(name: str, data: bytes, max_size: int) -> bytes | bytearray:
     """Decompress `data`; raise `QuantError` if it is corrupt, truncated or would exceed `max_size`."""
     c = get_compressor(name)
     try:
@@ -94,43 +94,78 @@ def _zstd_compress(data: bytes) -> bytes:
     return zstandard.ZstdCompressor(level=22, threads=0).compress(data)
 
 
-def _zstd_decompress(data: bytes, limit: int) -> bytes:
-    declared = zstandard.frame_content_size(data)  # -1 when the frame does not record it
-    if declared > limit:
-        raise QuantError(f"zstd-22: frame declares {declared} bytes, more than the expected {limit}")
-    reader = zstandard.ZstdDecompressor().stream_reader(data)
-    chunks, total = [], 0
-    while total <= limit:
-        chunk = reader.read(min(_CHUNK, limit + 1 - total))
+def _drain(pull: Callable[[int], bytes], limit: int) -> bytearray:
+    """Output of `pull(n)` (up to n more bytes, b"" when done) until done or past `limit`, grown in
+    place: one buffer, so a body near the limit costs its size once, not twice."""
+    out = bytearray()
+    while len(out) <= limit:
+        chunk = pull(min(_CHUNK, limit + 1 - len(out)))
         if not chunk:
             break
-        chunks.append(chunk)
-        total += len(chunk)
+        out += chunk
+    return out
+
+
+def _zstd_decompress(data: bytes, limit: int) -> bytearray:
+    declared = zstandard.frame_content_size(data)  # -1 when the frame does not record it
+    if declared < 0:  # golf's writer always records it; without it only `limit` would bound the output
+        raise QuantError("zstd-22: the frame does not record its decompressed size")
+    if declared > limit:
+        raise QuantError(f"zstd-22: frame declares {declared} bytes, more than the expected {limit}")
+    # One byte past the declared size is enough to catch a lying frame.
+    out = _drain(zstandard.ZstdDecompressor().stream_reader(data).read, declared)
     # The stream reader stops quietly at a cut-off frame; the recorded content size catches that.
-    if 0 <= declared != total:
-        raise QuantError(f"zstd-22: truncated stream ({total} of {declared} bytes)")
-    return b"".join(chunks)
+    if len(out) < declared:
+        raise QuantError(f"zstd-22: truncated stream ({len(out)} of {declared} bytes)")
+    if len(out) > declared:
+        raise QuantError(f"zstd-22: the frame holds more than the {declared} bytes it declares")
+    return out
 
 
-def _zlib_decompress(data: bytes, limit: int) -> bytes:
+def _zlib_decompress(data: bytes, limit: int) -> bytearray:
     d = zlib.decompressobj()
-    out = d.decompress(data, limit + 1)
+    pending = [data]
+
+    def pull(n: int) -> bytes:
+        if d.eof:
+            return b""
+        chunk = d.decompress(pending[0], n)
+        pending[0] = d.unconsumed_tail
+        return chunk
+
+    out = _drain(pull, limit)
     if len(out) <= limit and not d.eof:
         raise QuantError("zlib-9: truncated stream")
     return out
 
 
-def _lzma_decompress(data: bytes, limit: int) -> bytes:
+def _lzma_decompress(data: bytes, limit: int) -> bytearray:
     d = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
-    out = d.decompress(data, max_length=limit + 1)
+    pending = [data]
+
+    def pull(n: int) -> bytes:
+        if d.eof:
+            return b""
+        chunk, pending[0] = d.decompress(pending[0], max_length=n), b""  # the decoder keeps what it did not use
+        return chunk
+
+    out = _drain(pull, limit)
     if len(out) <= limit and not d.eof:
         raise QuantError("lzma: truncated stream")
     return out
 
 
-def _brotli_decompress(data: bytes, limit: int) -> bytes:
+def _brotli_decompress(data: bytes, limit: int) -> bytearray:
     d = brotli.Decompressor()
-    out = d.process(data, output_buffer_limit=limit + 1)
+    pending = [data]
+
+    def pull(n: int) -> bytes:
+        if d.is_finished():
+            return b""
+        chunk, pending[0] = d.process(pending[0], output_buffer_limit=n), b""  # later calls continue its output
+        return chunk
+
+    out = _drain(pull, limit)
     if len(out) <= limit and not d.is_finished():
         raise QuantError("brotli-11: truncated stream")
     return out

@@ -12,10 +12,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from golf.errors import GolfError
+
 
 def emit_json(obj: dict[str, Any]) -> None:
-    """Print exactly one JSON object (sorted keys) on stdout: the `--json` contract."""
-    sys.stdout.write(json.dumps(obj, sort_keys=True, indent=2) + "\n")
+    """Print exactly one JSON object (sorted keys) on stdout: the `--json` contract.
+
+    NaN and Infinity are not JSON: a result holding one is an error, never printed.
+    """
+    try:
+        text = json.dumps(obj, sort_keys=True, indent=2, allow_nan=False)
+    except ValueError as e:
+        raise GolfError(f"the result holds a non-finite number, which JSON cannot carry ({e})") from None
+    sys.stdout.write(text + "\n")
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:

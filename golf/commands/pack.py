@@ -8,12 +8,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from golf.challenge import CAP_BYTES, EVAL_SECONDS, GPUS, TRAIN_SECONDS
 from golf.commands import emit_json
-from golf.errors import GolfError
+from golf.errors import GolfError, one_line
 
 EPILOG = f"""examples:
   golf pack runs/s1 runs/s2 runs/s3 --name "My_Run" --author "Ada" --github-id ada \\
@@ -38,9 +37,10 @@ significance (--baseline): one-sided t-test on per-seed val_loss, H0: improvemen
 fewer than 2 seeds: no test. nats <-> bpb: val_bpb = val_loss / ln 2 x tokens / bytes of the val
 split; a baseline bpb is converted with the runs' own tokens/bytes.
 
---check never runs anything from the folder: it compiles the training script, decodes embedded
-sources as data, reads logs as text and measures files. It reads every log dialect of the
-official records and grades what it finds:
+--check never runs anything from the folder: it compiles the training script (in a memory-limited
+child), decodes embedded sources as data, reads logs as text and measures files; it reads regular
+files only (symlinks, FIFOs and devices are errors) within the bounds of docs/limits.md. It reads
+every log dialect of the official records and grades what it finds:
   ERROR    breaks a rule or a claim no log backs: over the cap (as shipped, and as a compressed
            wrapper), a score no log shows (the mean over seeds of one evaluation, or one seed's
            when README.md or submission.json says which), a named seed without a log, a log
@@ -117,20 +117,25 @@ def check(args: argparse.Namespace) -> int:
 
 
 def unpack(args: argparse.Namespace) -> int:
+    from golf.limits import MAX_SCRIPT_BYTES
+    from golf.safefiles import compile_isolated, read_text, staged_output
     from golf.selfcontained import unpack as read_payload
 
     packed, out = args.unpack
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise GolfError(f"{out} is not a new or empty folder; pass one")
+    text = read_text(packed, MAX_SCRIPT_BYTES, "packed train_gpt.py")
+    problem = compile_isolated({str(packed): text})[str(packed)]  # parsing it in-process could take GBs
     try:
-        sources = read_payload(packed.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+        sources = None if problem else read_payload(text)
+    except ValueError as e:
         raise GolfError(f"cannot read {packed}: {e}") from None
     if sources is None:
         raise GolfError(f"{packed} is not a train_gpt.py packed by golf")
-    if out.exists() and any(out.iterdir()):
-        raise GolfError(f"{out} is not empty; pass a new or empty folder")
-    for name, text in sources.files().items():
-        (out / name).parent.mkdir(parents=True, exist_ok=True)
-        (out / name).write_text(text, encoding="utf-8")
+    with staged_output(out) as stage:  # all files or none: a failure midway leaves no partial tree
+        for name, text in sources.files().items():
+            (stage / name).parent.mkdir(parents=True, exist_ok=True)
+            (stage / name).write_text(text, encoding="utf-8")
     report = {"command": "pack --unpack", "out": str(out), "files": sorted(sources.files()),
               "source_sha256": sources.sha256()}
     if args.json:
@@ -159,11 +164,11 @@ def print_check(r: dict) -> None:
         print(f"log      {log['file']}: seed {log['seed']} val_loss {log['val_loss']} val_bpb {log['val_bpb']} "
               f"({log['label']}{', backs the claim' if log['backs_claim'] else ''})")
     for note in r["notes"]:
-        print(f"note     {note}")
+        print(f"note     {one_line(note)}")
     for warning in r["warnings"]:
-        print(f"WARNING  {warning}")
+        print(f"WARNING  {one_line(warning)}")
     for problem in r["problems"]:
-        print(f"ERROR    {problem}")
+        print(f"ERROR    {one_line(problem)}")
     if r["ok"]:
         warned = f" ({len(r['warnings'])} warning(s))" if r["warnings"] else ""
         print(f"ok       no errors{warned}")

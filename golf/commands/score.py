@@ -37,7 +37,10 @@ Sliding windows (--stride S < --eval-len L) score every target once, each window
 so each token has at least L - S tokens of left context; they need an exact, causal score (a
 `bound` model is refused). --ttt trains a copy of the model on each chunk of val tokens right
 after scoring it (score-first: no token is scored by weights that have seen it, checked on every
-run). The eval clock (read, build, score) is reported against the 600 s evaluation cap."""
+run). The eval clock (read, build, score) is reported against the 600 s evaluation cap.
+
+The artifact is treated as hostile: what is decompressed, parsed and built is bounded by
+docs/limits.md, and a non-finite score is an error (exit 2), never printed as a result."""
 
 
 # The score-first TTT knobs (golf.ttt.TTTConfig fields); unset ones come from the artifact or the defaults.
@@ -125,31 +128,39 @@ def ttt_knobs(args: argparse.Namespace) -> dict:
 
 def score_record(args: argparse.Namespace, data: Path, tokenizer: Path) -> int:
     """Check the record, then re-score each golf artifact against its seed's claimed val_bpb."""
-    import json
-
     from golf.commands.pack import print_check
+    from golf.errors import GolfError
+    from golf.limits import MAX_RECORD_JSON_BYTES
     from golf.record.check import BPB_TOLERANCE, SEED_ARTIFACT, check_record
+    from golf.safefiles import read_json, record_files
     from golf.score import score_artifact
+    from quant import QuantError
 
     report = check_record(args.artifact)
     try:  # the claims to compare with, even when the check found problems
-        claims = json.loads((args.artifact / "submission.json").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+        claims = read_json(args.artifact / "submission.json", MAX_RECORD_JSON_BYTES, "submission.json")
+    except GolfError:
         claims = {}
     results = claims.get("seed_results") if isinstance(claims, dict) else None
     results = results if isinstance(results, dict) else {}
     rescored = []
-    for path in sorted(p for p in args.artifact.glob("*.golf") if not p.is_symlink()):
+    # Regular files only (the check reported any symlink, FIFO or device as a problem).
+    artifacts = [p for p in record_files(args.artifact)[0] if p.parent == args.artifact and p.suffix == ".golf"]
+    for path in sorted(artifacts):
         seed = SEED_ARTIFACT.search(path.stem)
         claim = results.get(seed[1] if seed else "")
         claim = claim if isinstance(claim, dict) else {}
         # Score the same val tokens the run did (VAL_MAX_TOKENS may have capped them): n targets need n+1 tokens.
         max_tokens = args.max_tokens or (claim["val_tokens"] + 1 if isinstance(claim.get("val_tokens"), int) else None)
         claim = claim.get("val_bpb")
-        scored = score_artifact(path, data=data, tokenizer=tokenizer, max_tokens=max_tokens,
-                                seq_len=args.seq_len, stride=args.stride, batch_tokens=args.batch_tokens,
-                                device=args.device, progress=not args.no_progress and not args.json,
-                                ttt=args.ttt, ttt_overrides=ttt_knobs(args))
+        try:
+            scored = score_artifact(path, data=data, tokenizer=tokenizer, max_tokens=max_tokens,
+                                    seq_len=args.seq_len, stride=args.stride, batch_tokens=args.batch_tokens,
+                                    device=args.device, progress=not args.no_progress and not args.json,
+                                    ttt=args.ttt, ttt_overrides=ttt_knobs(args))
+        except (GolfError, QuantError) as e:
+            report["problems"].append(f"{path.name} cannot be scored: {str(e).replace(f'{path}: ', '')}")
+            continue
         agrees = isinstance(claim, (int, float)) and abs(scored["val_bpb"] - claim) <= BPB_TOLERANCE
         rescored.append({"artifact": path.name, "val_bpb": scored["val_bpb"], "claimed_val_bpb": claim,
                          "agrees": agrees, "tokens": scored["tokens"]})

@@ -67,15 +67,15 @@ def make_config(name: str, values: Mapping[str, Any]) -> Any:
     unknown = sorted(set(values) - fields)
     if unknown:
         raise GolfError(f"config for variant {name!r} has unknown fields: {', '.join(unknown)}")
-    return _checked(name, cls, values)
+    return _construct(name, cls, values)
 
 
-def _checked(name: str, cls: type, values: Mapping[str, Any]) -> Any:
-    """`cls(**values)`, with a config's own validation (a ValueError) turned into one clear line."""
+def _construct(name: str, cls: type, values: Mapping[str, Any]) -> Any:
+    """The config dataclass; its own range checks (in __post_init__) become one-line errors."""
     try:
         return cls(**values)
-    except ValueError as e:
-        raise GolfError(f"{name} config: {e}") from None
+    except (TypeError, ValueError) as e:
+        raise GolfError(f"config for variant {name!r}: {e}") from None
 
 
 def config_from_env(name: str, environ: Mapping[str, str]) -> Any:
@@ -95,7 +95,7 @@ def config_from_env(name: str, environ: Mapping[str, str]) -> Any:
             values[field.name] = bool(int(raw)) if kind is bool else kind(raw)
         except ValueError:
             raise GolfError(f"{field.name.upper()}={raw!r} is not a valid {kind.__name__}") from None
-    return _checked(name, cls, values)
+    return _construct(name, cls, values)
 
 
 def build(name: str, config: Any) -> LanguageModel:

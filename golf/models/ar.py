@@ -23,13 +23,16 @@ from torch import nn
 
 from golf.models import register
 from golf.models.base import LanguageModel, ScoreOutput
-from golf.models.config import TransformerConfig
+from golf.models.config import FP32_MAX, TransformerConfig
 from golf.models.layers import (Block, BlockOptions, CastedLinear, KVCache, SmearGate, TiedEmbedding, num_unet_skips,
                                 recurrence_order, rms_norm, unet_forward)
 from golf.models.sampling import sample_next
 
 
 BASELINE_FIELDS = {f.name for f in dataclasses.fields(TransformerConfig)} | {"bos_id"}
+
+
+MAX_DEPTH = 4096  # layers run per forward pass: far past any model trained in 10 minutes
 
 
 @dataclasses.dataclass
@@ -52,9 +55,18 @@ class ARConfig(TransformerConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        head_dim = self.model_dim // self.num_heads
+        if self.rope_dims % 2 or not 0 <= self.rope_dims <= head_dim:
+            raise ValueError(f"rope_dims {self.rope_dims} must be even and at most the head dim {head_dim}")
+        if not 0 <= self.mlp_leaky_slope <= FP32_MAX:  # also refuses NaN
+            raise ValueError(f"mlp_leaky_slope must be a finite number >= 0, got {self.mlp_leaky_slope}")
         if self.recur_loops < 1 or not 0 <= self.recur_start <= self.recur_end <= self.num_layers:
             raise ValueError(f"recurrence needs 0 <= RECUR_START <= RECUR_END <= NUM_LAYERS and RECUR_LOOPS >= 1, "
                              f"got {self.recur_start}, {self.recur_end}, {self.num_layers}, {self.recur_loops}")
+        # Recurrence adds depth without parameters, so the tensors present cannot bound the compute.
+        depth = self.num_layers + (self.recur_end - self.recur_start) * (self.recur_loops - 1)
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{depth} layers run per forward pass (with recurrence); at most {MAX_DEPTH}")
 
     def frontier_options(self) -> dict[str, object]:
         """The frontier options this config turns on (field: value), {} for the baseline."""

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 
+import torch
+
+FP32_MAX = torch.finfo(torch.float32).max
+
 
 @dataclasses.dataclass
 class BackboneConfig:
@@ -23,7 +27,23 @@ class BackboneConfig:
     qk_gain_init: float = 1.5
 
     def __post_init__(self) -> None:
-        """A hook for checks; the backbone's own are done by the layers it builds."""
+        # Checked here, before anything is allocated: the trainer (env vars) and the scorer (an
+        # artifact's manifest) both build from this config.
+        for name in ("vocab_size", "num_layers", "model_dim", "num_heads", "num_kv_heads", "mlp_mult"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.model_dim % self.num_heads:
+            raise ValueError(f"num_heads {self.num_heads} must divide model_dim {self.model_dim}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_kv_heads {self.num_kv_heads} must divide num_heads {self.num_heads}")
+        if self.model_dim // self.num_heads % 2:
+            raise ValueError(f"head dim {self.model_dim // self.num_heads} (model_dim / num_heads) must be even "
+                             "for RoPE")
+        for name in ("rope_base", "qk_gain_init"):
+            if not abs(getattr(self, name)) <= FP32_MAX:  # also refuses NaN: these become fp32 tensors
+                raise ValueError(f"{name} must be a finite fp32 number, got {getattr(self, name)}")
+        if self.rope_base <= 0:
+            raise ValueError(f"rope_base must be > 0, got {self.rope_base}")
 
 
 @dataclasses.dataclass
@@ -34,5 +54,9 @@ class TransformerConfig(BackboneConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.logit_softcap <= 0:
-            raise ValueError(f"logit_softcap must be > 0, got {self.logit_softcap}")
+        for name in ("tied_embed_init_std", "logit_softcap"):
+            if not abs(getattr(self, name)) <= FP32_MAX:
+                raise ValueError(f"{name} must be a finite fp32 number, got {getattr(self, name)}")
+        if self.logit_softcap <= 0 or self.tied_embed_init_std < 0:
+            raise ValueError(f"logit_softcap ({self.logit_softcap}) must be > 0, "
+                             f"tied_embed_init_std ({self.tied_embed_init_std}) >= 0")

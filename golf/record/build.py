@@ -25,6 +25,7 @@ from typing import Any, TextIO
 
 from golf.challenge import GPUS, TRAIN_SECONDS
 from golf.errors import GolfError
+from golf.limits import MAX_RECORD_JSON_BYTES
 from golf.record import readme, schema
 from golf.record.check import check_record
 from golf.record.ledger import Ledger
@@ -32,6 +33,7 @@ from golf.record.logs import LogFacts, is_log_name, parse_log
 from golf.record.requirements import requirements_txt
 from golf.record.significance import bpb_to_nats, improvement_test
 from golf.record.smoke import smoke_run
+from golf.safefiles import read_json, record_files
 from golf.selfcontained import Sources, pack, read_sources, unpack
 
 # Keys of result.json["config"] that may differ between the seeds of one submission.
@@ -63,12 +65,9 @@ def slug(name: str) -> str:
 def load_run(path: Path) -> Run:
     if not path.is_dir():
         raise GolfError(f"{path} is not a run folder (train_gpt.py's RUN_DIR)")
-    try:
-        result = json.loads((path / "result.json").read_text())
-    except FileNotFoundError:
-        raise GolfError(f"{path} has no result.json: the run did not finish") from None
-    except ValueError as e:
-        raise GolfError(f"{path}/result.json is not valid JSON: {e}") from None
+    if not (path / "result.json").exists():
+        raise GolfError(f"{path} has no result.json: the run did not finish")
+    result = read_json(path / "result.json", MAX_RECORD_JSON_BYTES, "result.json")
     missing = [key for key in _RESULT_KEYS if key not in result] if isinstance(result, dict) else ["all keys"]
     if missing:
         raise GolfError(f"{path}/result.json lacks {', '.join(missing)}; was it written by train_gpt.py?")
@@ -146,8 +145,9 @@ def load_baseline(baseline: str, bytes_per_token: float) -> tuple[list[float], f
         folder = Path(baseline)
         if not folder.is_dir():
             raise GolfError(f"--baseline {baseline!r} is neither a val_bpb number nor a record folder") from None
-        logs = [parse_log(p) for p in sorted(folder.iterdir()) if p.is_file() and is_log_name(p.name)]
-        scored = [f for f in logs if f.val_loss is not None and f.val_bpb is not None]
+        logs = [parse_log(p) for p in sorted(record_files(folder)[0]) if p.parent == folder and is_log_name(p.name)]
+        scored = [f for f in logs if f.val_loss is not None and f.val_bpb is not None
+                  and math.isfinite(f.val_loss) and math.isfinite(f.val_bpb)]
         if not scored:
             raise GolfError(f"--baseline {folder}: no log with a final val_loss/val_bpb line") from None
         return ([f.val_loss for f in scored], statistics.fmean(f.val_bpb for f in scored),

@@ -1,11 +1,12 @@
 """`golf pack --check`: validate a record folder, ours or anyone's: errors, warnings, notes.
 
-Nothing in the folder is executed or imported: the training script is compiled (not run), a
-packed file's embedded sources are decoded as data and compiled, logs are read as text,
-artifacts are only measured, nothing is unpickled, and symlinks are refused rather than followed.
-Sizes are recomputed from the files (golf.record.ledger, .sizes, .codesize); the claims in
-submission.json are checked against the logs (.claims), the logs against the record track's
-rules (.rules), README.md against both (.readme_check). The grades: golf.record.findings.
+Nothing in the folder is executed or imported: the training script is compiled (not run) in a
+child process under a memory limit, a packed file's embedded sources are decoded as data and
+compiled the same way, logs are read as text, artifacts are only measured, nothing is unpickled,
+and symlinks, FIFOs and devices are reported rather than followed, read or counted
+(golf.safefiles). Sizes are recomputed from the files (golf.record.ledger, .sizes, .codesize); the
+claims in submission.json are checked against the logs (.claims), the logs against the record
+track's rules (.rules), README.md against both (.readme_check). The grades: golf.record.findings.
 
 Folders as records really are: submission.json or one `submission_*.json`; train_gpt.py or
 another `train*.py`; logs (*.log, *.txt) at the top or one folder down, identical copies counted
@@ -14,14 +15,14 @@ once; every log dialect golf.record.logs reads.
 
 from __future__ import annotations
 
-import json
+import math
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
 from golf.challenge import CAP_BYTES
 from golf.errors import GolfError
+from golf.limits import MAX_RECORD_JSON_BYTES, MAX_SCRIPT_BYTES
 from golf.record import claims, rules, schema, sizes
 from golf.record.findings import Findings
 from golf.record.ledger import is_artifact_name, other_files
@@ -29,59 +30,38 @@ from golf.record.logs import LogFacts, Score, is_log_name, parse_log
 from golf.record.readme_check import check_readme
 from golf.record.rules import RECORD_TRACK
 from golf.record.sizes import is_script_name
+from golf.safefiles import compile_isolated, read_bytes, read_json, read_text, record_files
 from golf.selfcontained import Sources, unpack
 
-MAX_JSON_BYTES = 1 << 20
-MAX_CODE_BYTES = 64 << 20
 BPB_TOLERANCE = 5e-5  # `golf score`: a re-scored artifact agrees with its claim to 4 decimals
 SEED_ARTIFACT = re.compile(r"seed[_-]?(\d+)")
 
 
-def _files(folder: Path) -> tuple[list[Path], list[str]]:
-    """Regular files at the top level and one folder down; symlinks and oddities are problems."""
-    files, problems = [], []
-    for path in sorted(folder.iterdir()):
-        entries = sorted(path.iterdir()) if path.is_dir() and not path.is_symlink() else [path]
-        for entry in entries:
-            if entry.is_symlink():
-                problems.append(f"{entry.relative_to(folder)} is a symlink; a record holds regular files only")
-            elif entry.is_file():
-                files.append(entry)
-    return files, problems
-
-
 def _read_json(path: Path) -> tuple[Any, list[str]]:
-    if path.stat().st_size > MAX_JSON_BYTES:
-        return None, [f"{path.name} is {path.stat().st_size:,} bytes; refusing to parse more than {MAX_JSON_BYTES:,}"]
     try:
-        return json.loads(path.read_text(encoding="utf-8")), []
-    except (UnicodeDecodeError, ValueError) as e:
-        return None, [f"{path.name} is not valid JSON: {e}"]
+        return read_json(path, MAX_RECORD_JSON_BYTES, path.name), []
+    except GolfError as e:
+        return None, [str(e)]
 
 
 def _check_code(path: Path) -> tuple[str, Sources | None, list[str]]:
-    """(source, the embedded sources if packed, problems). Compiles; never executes."""
-    if path.stat().st_size > MAX_CODE_BYTES:
-        return "", None, [f"{path.name} is {path.stat().st_size:,} bytes; not compiling it"]
+    """(source, the embedded sources if packed, problems). Compiles in a child; never executes."""
     try:
-        code = path.read_text(encoding="utf-8")
-        compile(code, str(path), "exec", dont_inherit=True)
-    except (UnicodeDecodeError, SyntaxError, ValueError) as e:
-        return "", None, [f"{path.name} does not compile (Python {sys.version_info[0]}.{sys.version_info[1]}): "
-                          f"{type(e).__name__}: {e}"]
+        code = read_text(path, MAX_SCRIPT_BYTES, path.name)
+    except GolfError as e:
+        return "", None, [f"{e}; not compiling it"]
+    problem = compile_isolated({path.name: code})[path.name]
+    if problem:
+        return "", None, [f"{path.name} does not compile: {problem}"]
     try:
         sources = unpack(code)
     except ValueError as e:
         return code, None, [f"{path.name}: {e}"]
     if sources is None:
         return code, None, []
-    problems = []
-    for name, text in sources.files().items():
-        try:
-            compile(text, f"train_gpt.py:{name}", "exec", dont_inherit=True)
-        except (SyntaxError, ValueError) as e:
-            problems.append(f"{path.name}: embedded {name} does not compile: {e}")
-    return code, sources, problems
+    compiled = compile_isolated({f"{path.name}:{name}": text for name, text in sources.files().items()})
+    return code, sources, [f"{name.replace(':', ': embedded ', 1)} does not compile: {problem}"
+                           for name, problem in compiled.items() if problem]
 
 
 def _layout(folder: Path, files: list[Path], findings: Findings) -> tuple[Path | None, list[Path], list[Path]]:
@@ -122,6 +102,10 @@ def _read_logs(folder: Path, paths: list[Path], findings: Findings) -> list[LogF
         else:
             logs[facts.digest] = facts
     for facts in logs.values():
+        for score in facts.scores:  # a diverged run: its number is no score, whatever a claim says
+            if not (math.isfinite(score.val_loss) and math.isfinite(score.val_bpb)):
+                findings.error(f"{facts.name}: {score.label} logs val_loss {score.val_loss} val_bpb {score.val_bpb}, "
+                               "not a finite number")
         if facts.trained and not facts.scores:
             findings.warn(f"{facts.name}: a training log with no final score line (the run did not finish?)")
     return list(logs.values())
@@ -162,7 +146,7 @@ def _submission(path: Path | None, findings: Findings) -> dict:
 CodeFiles = dict[str, tuple[int, str | None]]  # name → (bytes, Python source or None)
 
 
-def _code(folder: Path, script: Path | None, findings: Findings) -> tuple[CodeFiles, str | None]:
+def _code(folder: Path, files: list[Path], script: Path | None, findings: Findings) -> tuple[CodeFiles, str | None]:
     """({name: (bytes, Python source or None)} of the script and the files it reads, the packed digest)."""
     if script is None:
         return {}, None
@@ -170,17 +154,42 @@ def _code(folder: Path, script: Path | None, findings: Findings) -> tuple[CodeFi
     findings.errors += code_problems
     texts = [code, *(embedded.files().values() if embedded else [])]
     files = {script.name: (script.stat().st_size, code or None)}
-    for name, size in other_files(folder, texts, script.name).items():
-        text = (folder / name).read_text(encoding="utf-8", errors="replace") if name.endswith(".py") else None
+    top_level = [p for p in files if p.parent == folder]  # regular files only: a symlink is never counted
+    for name, size in other_files(top_level, texts, script.name).items():
+        text = _source(folder / name, findings) if name.endswith(".py") else None
         files[name] = (size, text)
     return files, embedded.sha256() if embedded else None
+
+
+def _readme(folder: Path, files: list[Path], findings: Findings) -> str:
+    """README.md's text ("" if absent), read as a bounded regular file like everything else."""
+    path = folder / "README.md"
+    if path not in files:
+        return ""
+    try:
+        return read_bytes(path, MAX_SCRIPT_BYTES, "README.md").decode("utf-8", errors="replace")
+    except GolfError as e:
+        findings.error(str(e))
+        return ""
+
+
+def _source(path: Path, findings: Findings) -> str | None:
+    try:
+        return read_bytes(path, MAX_SCRIPT_BYTES, path.name).decode("utf-8", errors="replace")
+    except GolfError as e:
+        findings.error(str(e))
+        return None
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
 
 
 def check_record(folder: Path) -> dict[str, Any]:
     """Every error, warning and note about a record folder; `ok` is True when there is no error."""
     if not folder.is_dir():
         raise GolfError(f"{folder} is not a folder; pass a record folder (records/track_*/<date>_<name>/)")
-    files, link_problems = _files(folder)
+    files, link_problems = record_files(folder)
     findings = Findings()
     findings.errors += link_problems
     submission, scripts, log_paths = _layout(folder, files, findings)
@@ -189,15 +198,14 @@ def check_record(folder: Path) -> dict[str, Any]:
     track = _track(folder, data, findings)
     logs = _read_logs(folder, log_paths, findings)
     scored = [f for f in logs if f.scores]
-    readme_path = folder / "README.md"
-    readme = readme_path.read_text(encoding="utf-8", errors="replace") if readme_path.is_file() else ""
+    readme = _readme(folder, files, findings)
     backing = claims.check_headline(data, "val_bpb", scored, readme, findings)
     claims.check_headline(data, "val_loss", scored, readme, findings)
     claims.check_seed_results(data, scored, findings)
     backing_logs = list({id(log): log for log, _ in backing}.values())
 
     script = sizes.choose_script(scripts, backing_logs, data, findings)
-    code_files, digest = _code(folder, script, findings)
+    code_files, digest = _code(folder, files, script, findings)
     artifacts = [p for p in files if p.parent == folder and is_artifact_name(p.name)]
     model, model_source = sizes.model_bytes(artifacts, logs, backing_logs, findings)
     counted, ledger = sizes.enforce(sizes.count_code(code_files), model, model_source, findings)
@@ -226,8 +234,9 @@ def check_record(folder: Path) -> dict[str, Any]:
 
 def _log_row(f: LogFacts, claimed: Score | None) -> dict[str, Any]:
     score = claimed or next((s for s in reversed(f.scores) if s.label == f.final_label), None)
-    return {"file": f.name, "seed": f.seed, "val_loss": score.val_loss if score else None,
-            "val_bpb": score.val_bpb if score else None, "label": score.label if score else None,
+    # A non-finite logged score is null here (JSON has no NaN); claims never match one, so it is an error.
+    return {"file": f.name, "seed": f.seed, "val_loss": _finite(score.val_loss) if score else None,
+            "val_bpb": _finite(score.val_bpb) if score else None, "label": score.label if score else None,
             "backs_claim": claimed is not None, "trained": f.trained,
             "world_size": f.world_sizes[0] if f.world_sizes else None, "train_time_ms": f.train_time_ms,
             "bytes_model": f.bytes_model, "bytes_code": f.bytes_code, "bytes_total": f.bytes_total}

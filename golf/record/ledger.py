@@ -55,16 +55,17 @@ def is_artifact_name(name: str) -> bool:
     return name.endswith(ARTIFACT_SUFFIXES)
 
 
-def other_files(folder: Path, codes: list[str], script: str = "train_gpt.py") -> dict[str, int]:
-    """{name: bytes} of the folder's files that the code imports or names: `codes` are the
-    script's source and, for a packed file, every embedded source (they run too)."""
-    candidates = {p.name: p for p in folder.iterdir() if p.is_file() and p.name not in (*RECORD_FILES, script)
+def other_files(files: list[Path], codes: list[str], script: str = "train_gpt.py") -> dict[str, int]:
+    """{name: bytes} of the files that the code imports or names: `files` are the folder's top-level
+    regular files (golf.safefiles.record_files: a symlink is never one, so it is never counted);
+    `codes` are the script's source and, for a packed file, every embedded source (they run too)."""
+    candidates = {p.name: p for p in files if p.name not in (*RECORD_FILES, script)
                   and not is_log_name(p.name) and not is_artifact_name(p.name)}
     named: set[str] = set()
     for code in codes:
         try:
             tree = ast.parse(code)
-        except SyntaxError:
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -73,4 +74,4 @@ def other_files(folder: Path, codes: list[str], script: str = "train_gpt.py") ->
                 named.add(node.module.split(".")[0] + ".py")
             elif isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) < 256:
                 named.add(Path(node.value).name)
-    return {name: candidates[name].stat().st_size for name in sorted(named & set(candidates))}
+    return {name: candidates[name].lstat().st_size for name in sorted(named & set(candidates))}
