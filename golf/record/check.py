@@ -146,7 +146,8 @@ def _submission(path: Path | None, findings: Findings) -> dict:
 CodeFiles = dict[str, tuple[int, str | None]]  # name → (bytes, Python source or None)
 
 
-def _code(folder: Path, files: list[Path], script: Path | None, findings: Findings) -> tuple[CodeFiles, str | None]:
+def _code(folder: Path, folder_files: list[Path], script: Path | None,
+          findings: Findings) -> tuple[CodeFiles, str | None]:
     """({name: (bytes, Python source or None)} of the script and the files it reads, the packed digest)."""
     if script is None:
         return {}, None
@@ -154,7 +155,7 @@ def _code(folder: Path, files: list[Path], script: Path | None, findings: Findin
     findings.errors += code_problems
     texts = [code, *(embedded.files().values() if embedded else [])]
     files = {script.name: (script.stat().st_size, code or None)}
-    top_level = [p for p in files if p.parent == folder]  # regular files only: a symlink is never counted
+    top_level = [p for p in folder_files if p.parent == folder]  # regular files only: symlinks never count
     for name, size in other_files(top_level, texts, script.name).items():
         text = _source(folder / name, findings) if name.endswith(".py") else None
         files[name] = (size, text)
