@@ -215,13 +215,14 @@ def check_vocab(model: LanguageModel, tokenizer_vocab: int) -> None:
 
 def check_scorable(model: LanguageModel, windows: torch.Tensor | EvalWindows, *, device: torch.device, seed: int,
                    samples: int) -> None:
-    """Score one target of one window now, so a model that cannot be scored as configured (a Monte
-    Carlo bound asked for too few samples, say) fails before training rather than after it."""
+    """Score the first window now, so a model that cannot be scored as configured (a Monte Carlo
+    bound asked for too few samples, a block size the length does not divide) fails before training
+    rather than after it."""
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            row = as_windows(windows).rows(0, 1)[:, :2]
+            row = as_windows(windows).rows(0, 1)  # a whole window: a family may need its full length
             model.score(row.to(device), generator=batch_generator(seed, 0, device), samples=samples)
     finally:
         model.train(was_training)

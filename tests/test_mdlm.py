@@ -173,7 +173,7 @@ def test_the_mask_is_reserved_never_predicted_and_roles_cover_every_tensor():
     groups = {g: {id(p) for p in ps} for g, ps in model.param_groups().items()}
     assert id(model.time_emb) in groups["scalar"] and all(p.ndim == 2 for p in model.param_groups()["matrix"])
     assert all(not block.attn.causal for block in model.blocks)
-    with pytest.raises(GolfError, match="mdlm config: mdlm_score must be one of"):
+    with pytest.raises(GolfError, match="config for variant .mdlm.: mdlm_score must be one of"):
         models.config_from_env("mdlm", {"MDLM_SCORE": "pll"})
 
 

@@ -182,7 +182,7 @@ def tiny_artifact(path: Path, tokenizer: Path) -> Path:
     model = models.build("ar", dict(vocab_size=1024, num_layers=1, model_dim=32, num_heads=4, num_kv_heads=2))
     meta = {"model": {"variant": "ar", "config": model.config_dict()},
             "tokenizer": {"sha256": embedded.file_sha256(tokenizer)}, "eval": {"seq_len": 64}}
-    quant.write_artifact(path, model.state_dict(), rule="int8", meta=meta)
+    quant.write_artifact(path, model.state_dict(), rule="int8", roles=model.checked_roles(), meta=meta)
     return path
 
 

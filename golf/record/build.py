@@ -206,7 +206,8 @@ def _replace(tmp: Path, target: Path) -> None:
 
 def pack_record(run_dirs: list[Path], *, name: str, author: str, github_id: str, track: str, out: Path,
                 script: Path, baseline: str | None = None, blurb: str | None = None, force: bool = False,
-                artifacts: bool = False, date: str | None = None, log: TextIO = sys.stderr) -> dict[str, Any]:
+                artifacts: bool = False, date: str | None = None, log: TextIO | None = None) -> dict[str, Any]:
+    log = log or sys.stderr  # looked up per call: a default bound at import would outlive a redirected stderr
     if track not in schema.TRACKS:
         raise GolfError(f"--track must be one of {', '.join(schema.TRACKS)}, not {track!r}")
     for label, value in (("--author", author), ("--github-id", github_id), ("--name", name)):
