@@ -22,7 +22,8 @@ Each document becomes [BOS] + its token ids (no EOS), in input order. The first 
 documents form fineweb_val_*.bin, the rest fineweb_train_*.bin; shards hold at most
 --shard-tokens tokens and a document may straddle two shards, as in the official export.
 DOCS are .jsonl files (one {"text": ...} object per line), .txt files (one document each), or
-folders of those (sorted by name)."""
+folders of those (sorted by name). Shards are written beside --out and moved in only once every
+document is in, so a failure (a bad document, a full disk) leaves --out as it was."""
 
 TOKENIZER_EPILOG = """examples:
   golf data tokenizer docs.jsonl --out tokenizers/fineweb_4096_bpe --vocab-size 4096
@@ -31,7 +32,8 @@ TOKENIZER_EPILOG = """examples:
 Trains a SentencePiece BPE with the challenge's settings (byte fallback, split digits, nmt_nfkc,
 no dummy prefix, pad/bos/eos/unk = 0/1/2/3) and writes PREFIX.model and PREFIX.vocab. Then
 `golf data build DOCS --tokenizer PREFIX.model ...` makes shards with it. Documents longer than
-sentencepiece's max_sentence_length (4192 bytes) are skipped by its trainer, as officially."""
+sentencepiece's max_sentence_length (4192 bytes) are skipped by its trainer, as officially.
+An existing PREFIX.model or PREFIX.vocab is never overwritten, and a failed training writes neither."""
 
 FETCH_EPILOG = """examples:
   golf data fetch --train-shards 1                        # val + 1 train shard (~0.3 GB) into ./data
