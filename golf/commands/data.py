@@ -22,7 +22,8 @@ Each document becomes [BOS] + its token ids (no EOS), in input order. The first 
 documents form fineweb_val_*.bin, the rest fineweb_train_*.bin; shards hold at most
 --shard-tokens tokens and a document may straddle two shards, as in the official export.
 DOCS are .jsonl files (one {"text": ...} object per line), .txt files (one document each), or
-folders of those (sorted by name).
+folders of those (sorted by name). Shards are written beside --out and moved in only once every
+document is in, so a failure (a bad document, a full disk) leaves --out as it was.
 
 Every build runs the byte audit: each document is decoded back and must give its (normalized)
 text, with the byte table crediting exactly its UTF-8 length. A document holding <unk> or one
@@ -37,7 +38,8 @@ Trains a SentencePiece BPE with the challenge's settings (byte fallback, always:
 becomes <unk>; split digits, nmt_nfkc, no dummy prefix, pad/bos/eos/unk = 0/1/2/3) and writes
 PREFIX.model and PREFIX.vocab, only if golf can count its bytes exactly. Then
 `golf data build DOCS --tokenizer PREFIX.model ...` makes shards with it. Documents longer than
-sentencepiece's max_sentence_length (4192 bytes) are skipped by its trainer, as officially."""
+sentencepiece's max_sentence_length (4192 bytes) are skipped by its trainer, as officially.
+An existing PREFIX.model or PREFIX.vocab is never overwritten, and a failed training writes neither."""
 
 FETCH_EPILOG = """examples:
   golf data fetch --train-shards 1                        # val + 1 train shard (~0.3 GB) into ./data
