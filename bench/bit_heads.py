@@ -160,6 +160,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    # One thread: on a shared 2-core machine two OpenMP threads spin against other work and a step
+    # time swings 10x; one thread is slower but steady, and every row (reference included) gets it.
+    torch.set_num_threads(1)
     if args.what == "step-worker":
         print(json.dumps(step_worker(*json.loads(args.spec))))
         return
