@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from golf.data import write_shard
-from golf.bpb import ByteTable, build_byte_table, load_tokenizer, target_bytes
+from golf.bpb import ByteTable, build_byte_table, load_tokenizer, same_table, target_bytes
 from golf.safefiles import staged_output
 from golf.embedded import file_sha256
 from golf.errors import GolfError
@@ -100,7 +100,8 @@ class CorpusAudit:
         self.spec = read_spec(sp)
         self.tokenizer_class = classify_tokenizer(sp)
         self.table = build_byte_table(sp)  # refuses the tokenizer itself first
-        self.official = build_byte_table(sp, rule="official", check=False)
+        official = build_byte_table(sp, rule="official", check=False)
+        self.official = None if same_table(self.table, official) else official  # None: counts as self.table
         self.docs = self.bytes = self.official_rule_bytes = 0
 
     def add(self, texts: list[str], encoded: list[list[int]]) -> None:
@@ -119,7 +120,8 @@ class CorpusAudit:
                 raise GolfError(f"document {first + k:,} does not decode back to its text (from character {at}: "
                                 f"{want[at:at + 12]!r} became {got[at:at + 12]!r}), so its bytes cannot be counted "
                                 "exactly; use another tokenizer")
-        credits = self._doc_bytes(self.table, encoded)
+        tokens, starts = self._stream(encoded)
+        credits = self._doc_bytes(self.table, tokens, starts)
         for k, (credit, text) in enumerate(zip(credits, decoded)):
             if credit != len(text.encode("utf-8")):
                 raise GolfError(f"document {first + k:,}: the byte table credits {credit:,} bytes but the text "
@@ -127,17 +129,22 @@ class CorpusAudit:
                                 "tokenizer, please report it")
         self.docs += len(texts)
         self.bytes += int(credits.sum())
-        self.official_rule_bytes += int(self._doc_bytes(self.official, encoded).sum())
+        official = credits if self.official is None else self._doc_bytes(self.official, tokens, starts)
+        self.official_rule_bytes += int(official.sum())
 
-    def _doc_bytes(self, table: ByteTable, encoded: list[list[int]]) -> np.ndarray:
-        """Bytes `table` credits each document stored as [BOS] + ids (its BOS credited 0)."""
+    def _stream(self, encoded: list[list[int]]) -> tuple[torch.Tensor, np.ndarray]:
+        """The documents as stored in a shard, [BOS] + ids each, and where each one starts."""
         lengths = np.array([len(ids) + 1 for ids in encoded], dtype=np.int64)
         starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
         is_bos = np.zeros(int(lengths.sum()), dtype=np.bool_)
         is_bos[starts] = True
         stream = np.full(is_bos.size, self.sp.bos_id(), dtype=np.int64)
         stream[~is_bos] = np.fromiter(itertools.chain.from_iterable(encoded), np.int64, count=int((~is_bos).sum()))
-        tokens = torch.from_numpy(stream)
+        return torch.from_numpy(stream), starts
+
+    @staticmethod
+    def _doc_bytes(table: ByteTable, tokens: torch.Tensor, starts: np.ndarray) -> np.ndarray:
+        """Bytes `table` credits each document of `tokens` (its BOS credited 0)."""
         credit = np.concatenate(([0], target_bytes(table, tokens[:-1], tokens[1:]).numpy()))
         return np.add.reduceat(credit, starts)
 
