@@ -34,7 +34,7 @@ SHAPES = {
     "demo 4x256 seq256": ({"NUM_LAYERS": "4", "MODEL_DIM": "256", "NUM_HEADS": "4", "NUM_KV_HEADS": "2"}, 256),
     "baseline 9x512 seq1024": ({}, 1024),
 }
-BATCHES = (4_096, 8_192, 16_384, 32_768, 65_536)
+BATCHES = (1_024, 2_048, 4_096, 8_192, 16_384, 32_768, 65_536)
 REFERENCE = 65_536
 
 
