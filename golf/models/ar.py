@@ -25,7 +25,7 @@ from golf.models import register
 from golf.models.base import LanguageModel, ScoreOutput
 from golf.models.config import FP32_MAX, TransformerConfig
 from golf.models.layers import (Block, BlockOptions, CastedLinear, KVCache, SmearGate, TiedEmbedding, num_unet_skips,
-                                recurrence_order, rms_norm, unet_forward)
+                                recurrence_order, rms_norm, unet_forward, unet_roles)
 from golf.models.sampling import sample_next
 
 
@@ -104,13 +104,11 @@ class GPT(LanguageModel):
         return ARConfig(vocab_size=64, num_layers=3, model_dim=32, num_heads=4, num_kv_heads=2)
 
     def tensor_roles(self) -> dict[str, str]:
-        roles = {"tok_emb.weight": "emb", "skip_weights": "control"}
+        roles = {"tok_emb.weight": "emb", **unet_roles(self.blocks)}
         if self.smear is not None:
             roles["smear.gate"] = "control"
         if self.lm_head is not None:
             roles["lm_head.weight"] = "head"
-        for i, block in enumerate(self.blocks):
-            roles.update(block.tensor_roles(f"blocks.{i}."))
         return roles
 
     def block_order(self) -> list[int]:

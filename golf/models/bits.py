@@ -33,7 +33,7 @@ from golf.models import register
 from golf.models.base import LanguageModel, ScoreOutput
 from golf.models.bit_heads import BitwiseARHead, DiffusionHead, LambdaProposal, bitwise_nats, diffusion_elbo
 from golf.models.config import BackboneConfig
-from golf.models.layers import Block, CastedLinear, KVCache, num_unet_skips, rms_norm, unet_forward
+from golf.models.layers import Block, CastedLinear, KVCache, num_unet_skips, rms_norm, unet_forward, unet_roles
 
 HEADS = ("ar", "diffusion")
 CODES = ("binary", "cooc", "emb")
@@ -106,10 +106,8 @@ class BitLM(LanguageModel):
         return BitsConfig(**{**fields, **overrides})
 
     def tensor_roles(self) -> dict[str, str]:
-        roles = {"codes": "codes", "bit_emb.weight": "bits", "skip_weights": "control"}
+        roles = {"codes": "codes", "bit_emb.weight": "bits", **unet_roles(self.blocks)}
         roles.update({f"head.{name}": "bithead" for name, _ in self.head.named_parameters()})
-        for i, block in enumerate(self.blocks):
-            roles.update(block.tensor_roles(f"blocks.{i}."))
         return roles
 
     # ------------------------------------------------------------------------- codes

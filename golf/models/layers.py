@@ -298,5 +298,14 @@ def unet_forward(blocks: nn.ModuleList, skip_weights: torch.Tensor, x: torch.Ten
     return x
 
 
+def unet_roles(blocks: nn.ModuleList) -> dict[str, str]:
+    """Roles of a U-Net block stack's tensors (`unet_forward`'s): every block's own, and the skip
+    weights, which are `control` like the blocks' gains."""
+    roles = {"skip_weights": "control"}
+    for i, block in enumerate(blocks):
+        roles.update(block.tensor_roles(f"blocks.{i}."))
+    return roles
+
+
 def num_unet_skips(num_layers: int) -> int:
     return min(num_layers // 2, num_layers - num_layers // 2)

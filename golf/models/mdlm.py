@@ -42,7 +42,8 @@ from golf.errors import GolfError
 from golf.models import register
 from golf.models.base import LanguageModel, ScoreOutput
 from golf.models.config import TransformerConfig
-from golf.models.layers import Block, CastedLinear, TiedEmbedding, num_unet_skips, rms_norm, unet_forward
+from golf.models.layers import (Block, CastedLinear, TiedEmbedding, num_unet_skips, rms_norm, unet_forward,
+                                unet_roles)
 
 SCORE_MODES = ("nelbo", "chain")
 TIME_FEATURES = 16  # cosine features of t fed to the optional time input
@@ -103,13 +104,11 @@ class MDLM(LanguageModel):
         return self.config.vocab_size + 1
 
     def tensor_roles(self) -> dict[str, str]:
-        roles = {"tok_emb.weight": "emb", "skip_weights": "control"}
+        roles = {"tok_emb.weight": "emb", **unet_roles(self.blocks)}
         if self.lm_head is not None:
             roles["lm_head.weight"] = "head"
         if self.time_emb is not None:
             roles["time_emb"] = "time"
-        for i, block in enumerate(self.blocks):
-            roles.update(block.tensor_roles(f"blocks.{i}."))
         return roles
 
     # ------------------------------------------------------------------ the network
