@@ -290,6 +290,11 @@ def test_compiled_trainer_with_warmup_starts_its_timed_run_exactly_where_an_unco
         resets = [i for i, e in enumerate(rank_events) if e["kind"] == "load"]
         assert resets, f"rank {rank}: no optimizer was reset after the warm-up"
         first_reset = resets[0]
+        # Before anything trains, the trainer's pre-flight check (check_scorable) scores the first
+        # val window once, without gradients: a run that cannot be scored fails before training.
+        preflight, rank_events = rank_events[:1], rank_events[1:]
+        assert preflight == [{"kind": "score", "windows": window_digests(val_windows(val, 64)[:1])}]
+        first_reset -= 1
         warmup, timed = rank_events[:first_reset], rank_events[first_reset:]
         # The warm-up fed the model the first WARMUP steps of the train stream, and nothing else:
         # no scoring, no validation window.
