@@ -10,7 +10,7 @@ import argparse
 from golf.commands import emit_json
 
 EPILOG = """examples:
-  golf toy spamlang                                   # all four models, ~5 minutes on 2 cores
+  golf toy spamlang                                   # all four models, about 3 minutes
   golf toy spamlang --models bits-ar,vanilla-untied --steps 500 --json
 
 copy_acc: greedy continuation of the first token, on ids seen as first tokens in training and on
@@ -21,7 +21,8 @@ ids never seen. bits/token: at the copy positions (true conditional entropy 0), 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from golf.toy_spamlang import MODELS, SpamLangSetup
 
-    toy = sub.add_parser("toy", help="small CPU experiments (spamlang)", description=__doc__)
+    toy = sub.add_parser("toy", help="small CPU experiments (spamlang)", description=__doc__, epilog=EPILOG,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     toys = toy.add_subparsers(dest="toy", metavar="TOY", required=True)
     p = toys.add_parser("spamlang", help="copy ids never seen in training: vanilla vs bit models",
                         description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
