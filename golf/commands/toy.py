@@ -10,7 +10,7 @@ import argparse
 from golf.commands import emit_json
 
 EPILOG = """examples:
-  golf toy spamlang                                   # all four models, ~5 minutes on 2 cores
+  golf toy spamlang                                   # all four models, about 3 minutes
   golf toy spamlang --models bits-ar,vanilla-untied --steps 500 --json
 
 copy_acc: greedy continuation of the first token, on ids seen as first tokens in training and on
