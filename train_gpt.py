@@ -126,7 +126,7 @@ class Hyperparameters:
     compressor = _env("COMPRESSOR", "zstd-22")       # artifact compressor (official: zlib-9); auto = smallest
     qat_start_frac = _env("QAT_START_FRAC", 0.0, float)  # >0: fake-quantize intN weights from this share of the run on
     gptq_calib_tokens = _env("GPTQ_CALIB_TOKENS", 131_072, int)  # train tokens for GPTQ Hessians (rule gptq=1)
-    gptq_reserve_seconds = _env("GPTQ_RESERVE_SECONDS", 12.0, float)  # rule gptq=1: stop this early, calibrate in the cap
+    gptq_reserve_seconds = _env("GPTQ_RESERVE_SECONDS", 12.0, float)  # gptq=1: stop early, calibrate in the cap
     eval_seed = _env("EVAL_SEED", seed, int)         # seeds a Monte Carlo (bound) score's draws
     eval_samples = _env("EVAL_SAMPLES", 1, int)      # Monte Carlo estimates per val window (bound scores)
     device = _env("DEVICE", "auto")                  # auto | cuda | cpu
@@ -420,8 +420,8 @@ def _tag(text: str) -> str:
 # Why this loop: it is the baseline's. Gradient accumulation keeps the global batch fixed
 # whatever the world size; DDP syncs gradients on the last micro-step only; train time pauses
 # during validation; once the wallclock cap (less any GPTQ reserve) is reached on any rank, all
-# ranks stop after the same step. A NaN/inf loss stops the run before it can corrupt the weights, and the last good
-# weights are saved.
+# ranks stop after the same step. A NaN/inf loss stops the run before it can corrupt the weights,
+# and the last good weights are saved.
 
 
 def main() -> None:
