@@ -58,6 +58,7 @@ class ScoreFirstGuard:
         self.scored = torch.zeros(n_positions, dtype=torch.bool)
         self.trained = torch.zeros(n_positions, dtype=torch.bool)
         self._scored_here = torch.zeros(n_positions, dtype=torch.int8)  # this rank, since the last commit
+        self._scored_count = 0  # positions this rank scored since the last commit, wherever they were
         self._read_here: list[tuple[int, int]] = []
         self.checks = 0
 
@@ -70,6 +71,7 @@ class ScoreFirstGuard:
             raise ScoreFirstViolation(f"score-first TTT violated: target position {pos} is about to be scored by "
                                       "weights that were trained on it")
         self._scored_here[positions] += 1
+        self._scored_count += positions.numel()
 
     def reading(self, a: int, b: int) -> None:
         """An update is about to read stream positions [a, b): each target among them must be scored."""
@@ -84,7 +86,7 @@ class ScoreFirstGuard:
     def commit_scored(self, a: int, b: int) -> None:
         """The score phase of targets [a, b) is over on every rank: each was scored exactly once."""
         counts = self._scored_here[a:b].to(self.device, torch.int32)
-        stray = int(self._scored_here[:a].ne(0).sum() + self._scored_here[b:].ne(0).sum())
+        stray = self._scored_count - int(counts.sum())  # scored outside [a, b); counted, not searched for
         if _distributed():
             dist.all_reduce(counts)
         counts = counts.cpu()
@@ -94,6 +96,7 @@ class ScoreFirstGuard:
                                       f"(position {bad}, {stray} stray scores outside the chunk)")
         self.scored[a:b] = True
         self._scored_here[a:b] = 0
+        self._scored_count = 0
 
     def commit_trained(self) -> None:
         """The updates of a chunk are over on every rank: what any rank read, every weight has seen."""
