@@ -231,6 +231,7 @@ def score_first_ttt(model: LanguageModel, windows: EvalWindows, table: ByteTable
     """Score `windows` chunk by chunk, training a copy of `model` on each chunk after scoring it."""
     if not windows.on_stream or not len(windows):
         raise GolfError("score-first TTT needs eval windows over a token stream (golf.sliding.sliding_windows)")
+    start = time.perf_counter()
     model = copy.deepcopy(model)  # the caller's weights stay as they were
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
     per_chunk = max(1, config.chunk_tokens // windows.stride)
@@ -267,6 +268,6 @@ def score_first_ttt(model: LanguageModel, windows: EvalWindows, table: ByteTable
         raise RuntimeError(f"model returned mixed score labels {sorted(labels)}")
     label = labels.pop()
     score = ScoreResult(nats_sum=sums[0], tokens=sums[1], bytes=sums[2], label=label,
-                        seconds=score_s + train_s, nats_stderr=math.sqrt(sums[3]) if label == "bound" else None,
+                        seconds=time.perf_counter() - start, nats_stderr=math.sqrt(sums[3]) if label == "bound" else None,
                         seed=seed, samples=samples)
     return TTTResult(score, n_chunks, updates, score_s, train_s, guard.summary())
