@@ -141,7 +141,7 @@ class Hyperparameters:
     compressor = _env("COMPRESSOR", "zstd-22")       # artifact compressor (official: zlib-9); auto = smallest
     qat_start_frac = _env("QAT_START_FRAC", 0.0, float)  # >0: fake-quantize intN weights from this share of the run on
     gptq_calib_tokens = _env("GPTQ_CALIB_TOKENS", 131_072, int)  # train tokens for GPTQ Hessians (rule gptq=1)
-    gptq_reserve_seconds = _env("GPTQ_RESERVE_SECONDS", 12.0, float)  # rule gptq=1: stop this early, calibrate in the cap
+    gptq_reserve_seconds = _env("GPTQ_RESERVE_SECONDS", 12.0, float)  # gptq=1: stop early, calibrate in the cap
     eval_seed = _env("EVAL_SEED", seed, int)         # seeds a Monte Carlo (bound) score's draws
     eval_samples = _env("EVAL_SAMPLES", 1, int)      # Monte Carlo estimates per val window (bound scores)
     device = _env("DEVICE", "auto")                  # auto | cuda | cpu
@@ -488,6 +488,9 @@ def _tag(text: str) -> str:
 # ranks stop after the same step. A non-finite train loss, final val score or artifact score stops
 # the run (exit 1, no result.json) and saves the last weights that gave a finite loss as
 # model_lastgood.golf.
+
+# ranks stop after the same step. A NaN/inf loss stops the run before it can corrupt the weights,
+# and the last good weights are saved.
 
 
 def main() -> None:

@@ -90,7 +90,8 @@ def main() -> int:
         assert (row["tokens"], row["bytes"]) == (ref["tokens"], ref["bytes"]), "plans must share their targets"
         print(f"{name:32s} val_bpb {score.val_bpb:.5f} ({row['gain_vs_plain']:+.5f})  {seconds:7.1f}s "
               f"({row['time_vs_plain']:.2f}x)", flush=True)
-    report = {"run_dir": str(args.run_dir), "train_seq_len": train_len, "repeats": args.repeats, "tokens": rows[0]["tokens"],
+    report = {"run_dir": str(args.run_dir), "train_seq_len": train_len, "repeats": args.repeats,
+              "tokens": rows[0]["tokens"],
               "bytes": rows[0]["bytes"], "batch_tokens": batch_tokens, "torch_threads": torch.get_num_threads(),
               "machine": platform.processor() or platform.machine(), "torch": torch.__version__, "rows": rows}
     if args.out:

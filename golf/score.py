@@ -2,9 +2,11 @@
 
 One function does the evaluation for the trainer's periodic and final validation and for
 `golf score`, so the two can never disagree by construction. Windows are the baseline's
-non-overlapping `seq_len` blocks, cut into batches of `batch_windows` on one global grid; ranks
+non-overlapping `seq_len` blocks or sliding windows (golf.sliding: each window scores only the
+targets it is responsible for), cut into batches of `batch_windows` on one global grid; ranks
 take contiguous shares of whole batches and sum nats, tokens and bytes in float64 with one
-all-reduce, so every batch holds the same windows whatever the world size.
+all-reduce, so every batch holds the same windows whatever the world size. Score-first TTT
+(golf.ttt) scores its chunks through this function too.
 
 Monte Carlo scores (a `bound` such as an ELBO) draw their noise from a generator seeded by the
 score's seed and the index of the batch's first window, so the same seed, batch size and world size
@@ -49,10 +51,11 @@ if TYPE_CHECKING:
     from golf.ttt import ScoreFirstGuard
 
 LN2 = math.log(2.0)
-# Tokens per forward pass when nothing else says, per device, measured by bench/eval_batch.py:
-# on CPU small batches keep activations in cache (16,384 tokens scored 1.7x faster than 65,536);
-# on GPU big batches fill the device (not measured here: no GPU; the official eval uses 524,288/8 per rank).
-DEFAULT_BATCH_TOKENS = {"cpu": 16_384, "cuda": 65_536}
+# Tokens per forward pass when nothing else says, per device, measured by bench/eval_batch.py
+# (BENCHMARKS.md): on this CPU the smallest batch measured scored fastest, 1.6-1.7x the old 65,536
+# default for the demo and the baseline shapes (a longer window than the batch still goes whole,
+# one per pass). On GPU big batches fill the device; not measured here (no GPU), kept at 65,536.
+DEFAULT_BATCH_TOKENS = {"cpu": 1_024, "cuda": 65_536}
 
 
 def default_batch_tokens(device: torch.device) -> int:

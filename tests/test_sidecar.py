@@ -74,7 +74,8 @@ def test_the_audit_checks_a_sidecar_against_the_text(shards, sp, table):
     off = side.clone()
     off[200] += 1
     bad = audit_sidecar(stream, off, sp, table)
-    assert not bad.ok and bad.docs_failed == 1 and bad.mismatches[0]["sidecar_bytes"] == bad.mismatches[0]["text_bytes"] + 1
+    first = bad.mismatches[0]
+    assert not bad.ok and bad.docs_failed == 1 and first["sidecar_bytes"] == first["text_bytes"] + 1
     bos = side.clone()
     bos[int(np.flatnonzero(stream.numpy() == sp.bos_id())[1])] = 3
     assert audit_sidecar(stream, bos, sp, table).bos_with_bytes == 1

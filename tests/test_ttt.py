@@ -12,7 +12,8 @@ from golf.errors import GolfError
 from golf.evalplan import EvalPlan, plan_from_meta
 from golf.score import evaluate
 from golf.sliding import sliding_windows
-from golf.ttt import ScoreFirstGuard, ScoreFirstViolation, TTTConfig, chunk_target_range, score_first_ttt, train_on_chunk
+from golf.ttt import (ScoreFirstGuard, ScoreFirstViolation, TTTConfig, chunk_target_range, score_first_ttt,
+                      train_on_chunk)
 from test_sliding import context_model, sp, table  # noqa: F401  (fixtures)
 
 CPU = torch.device("cpu")
@@ -40,7 +41,7 @@ def test_legal_ttt_scores_every_target_once_and_proves_it(stream, table):
 
 def test_ttt_without_training_is_the_plain_score(stream, table):
     model = context_model()
-    windows = sliding_windows(stream, 64, 16)
+    windows = sliding_windows(stream, 64, 32)
     still = score_first_ttt(model, windows, table, TTTConfig(chunk_tokens=256, epochs=0), batch_windows=8, device=CPU)
     plain = evaluate(model, windows, table, batch_windows=8, device=CPU)
     assert still.score.nats_sum == pytest.approx(plain.nats_sum, rel=1e-12) and still.updates == 0

@@ -69,7 +69,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "EVAL_STRIDE when --eval-len is the recorded length, else L: non-overlapping windows)")
     p.add_argument("--batch-tokens", type=int, default=None,
                    help="tokens per forward pass (default: the trainer's eval batch recorded in the artifact, "
-                   "else a per-device default: 16384 on CPU, 65536 on GPU)")
+                   "else a per-device default: 1024 on CPU, 65536 on GPU)")
     p.add_argument("--ttt", action=argparse.BooleanOptionalAction, default=None,
                    help="score-first test-time training (default: as the trainer's TTT_ENABLED recorded in the "
                    "artifact); any --ttt-* knob switches it on")
