@@ -489,9 +489,6 @@ def _tag(text: str) -> str:
 # the run (exit 1, no result.json) and saves the last weights that gave a finite loss as
 # model_lastgood.golf.
 
-# ranks stop after the same step. A NaN/inf loss stops the run before it can corrupt the weights,
-# and the last good weights are saved.
-
 
 def main() -> None:
     args = Hyperparameters()
