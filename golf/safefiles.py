@@ -107,6 +107,8 @@ def _limit_child() -> None:
 def compile_isolated(sources: dict[str, str]) -> dict[str, str | None]:
     """{name: None if it compiles, else why not}, compiled in a child under COMPILE_MEMORY_BYTES of
     address space and COMPILE_SECONDS. Nothing is executed: the child only calls compile()."""
+    if not sources:
+        return {}
     over = f"could not be compiled within {COMPILE_MEMORY_BYTES >> 20} MiB and {COMPILE_SECONDS} s"
     try:
         proc = subprocess.run([sys.executable, "-I", "-S", "-c", _COMPILER], input=json.dumps(sources).encode(),

@@ -354,3 +354,23 @@ def test_check_prints_grades(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "WARNING  the folder has training logs of 1 seed(s)" in out and "ok       no errors" in out
     assert f"code     train_gpt.py: {len(SCRIPT):,} bytes as shipped" in out and "checked on the shipped bytes" in out
+
+
+def test_a_helper_module_is_parsed_in_process_only_after_it_compiled_in_the_child(tmp_path, monkeypatch):
+    logs = {f"train_seed{s}.log": baseline_log(s, b) for s, b in BPBS.items()}
+    folder = make_folder(tmp_path, logs, sub(val_bpb=MEAN), script=("train_gpt.py", "import helper\n" + SCRIPT))
+    good = "def f():\n    '''Doc.'''\n    return 1\n"
+    (folder / "helper.py").write_text(good)
+    parsed: list[str] = []
+    real_parse = codesize.ast.parse
+    monkeypatch.setattr(codesize.ast, "parse", lambda source, *a, **k: parsed.append(source) or real_parse(source, *a, **k))
+    report = check_record(folder)
+    assert good in parsed and report["code"]["files"]["helper.py"]["shipped"] == len(good)
+    # A helper the child cannot compile (here nesting past the parser's limit; a bomb that exhausts
+    # the child's memory fails there the same way) counts as the bytes it ships, never parsed here.
+    bomb = "x = " + "(" * 5000 + ")" * 5000 + "\n"
+    (folder / "helper.py").write_text(bomb)
+    parsed.clear()
+    report = check_record(folder)
+    assert bomb not in parsed and report["code"]["files"]["helper.py"] == {"shipped": len(bomb), "wrapper": len(bomb)}
+    assert has(report["notes"], "helper.py does not compile")

@@ -44,24 +44,26 @@ def _read_json(path: Path) -> tuple[Any, list[str]]:
         return None, [str(e)]
 
 
-def _check_code(path: Path) -> tuple[str, Sources | None, list[str]]:
-    """(source, the embedded sources if packed, problems). Compiles in a child; never executes."""
+def _check_code(path: Path) -> tuple[list[str], Sources | None, list[str]]:
+    """(the sources that compiled, the embedded sources if packed, problems). Compiles in a
+    memory-limited child and never executes: only a source that compiled there is parsed in-process."""
     try:
         code = read_text(path, MAX_SCRIPT_BYTES, path.name)
     except GolfError as e:
-        return "", None, [f"{e}; not compiling it"]
+        return [], None, [f"{e}; not compiling it"]
     problem = compile_isolated({path.name: code})[path.name]
     if problem:
-        return "", None, [f"{path.name} does not compile: {problem}"]
+        return [], None, [f"{path.name} does not compile: {problem}"]
     try:
         sources = unpack(code)
     except ValueError as e:
-        return code, None, [f"{path.name}: {e}"]
+        return [code], None, [f"{path.name}: {e}"]
     if sources is None:
-        return code, None, []
+        return [code], None, []
     compiled = compile_isolated({f"{path.name}:{name}": text for name, text in sources.files().items()})
-    return code, sources, [f"{name.replace(':', ': embedded ', 1)} does not compile: {problem}"
-                           for name, problem in compiled.items() if problem]
+    parsed = [code, *(text for name, text in sources.files().items() if not compiled[f"{path.name}:{name}"])]
+    return parsed, sources, [f"{name.replace(':', ': embedded ', 1)} does not compile: {problem}"
+                             for name, problem in compiled.items() if problem]
 
 
 def _layout(folder: Path, files: list[Path], findings: Findings) -> tuple[Path | None, list[Path], list[Path]]:
@@ -151,14 +153,19 @@ def _code(folder: Path, folder_files: list[Path], script: Path | None,
     """({name: (bytes, Python source or None)} of the script and the files it reads, the packed digest)."""
     if script is None:
         return {}, None
-    code, embedded, code_problems = _check_code(script)
+    texts, embedded, code_problems = _check_code(script)
     findings.errors += code_problems
-    texts = [code, *(embedded.files().values() if embedded else [])]
-    files = {script.name: (script.stat().st_size, code or None)}
+    files = {script.name: (script.stat().st_size, texts[0] if texts else None)}
     top_level = [p for p in folder_files if p.parent == folder]  # regular files only: symlinks never count
-    for name, size in other_files(top_level, texts, script.name).items():
-        text = _source(folder / name, findings) if name.endswith(".py") else None
-        files[name] = (size, text)
+    others = other_files(top_level, texts, script.name)
+    sources = {name: _source(folder / name, findings) for name in others if name.endswith(".py")}
+    # A helper module is parsed in-process (its wrapper bytes) only once it compiled in the child;
+    # one that does not compile is counted as the bytes it ships.
+    compiled = compile_isolated({name: text for name, text in sources.items() if text is not None})
+    for name, size in others.items():
+        if compiled.get(name):
+            findings.note(f"{name} does not compile ({compiled[name]}): counted as the bytes it ships")
+        files[name] = (size, sources.get(name) if not compiled.get(name, "no source") else None)
     return files, embedded.sha256() if embedded else None
 
 
