@@ -25,15 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path and its name would shadow the
-# `quant` package: drop the folder before importing.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
 
-import torch  # noqa: E402
-
-import quant  # noqa: E402
-from golf import budget, models  # noqa: E402
-from golf.inspect import inspect_artifact  # noqa: E402
+import quant
+from golf import budget, models
+from golf.inspect import inspect_artifact
 
 # The fixed backbone of the `heads` benchmark: the demo shape (golf demo), 4 × 1024 tokens per step.
 HEADS_BACKBONE = {"num_layers": 4, "model_dim": 256, "num_heads": 4, "num_kv_heads": 2}

@@ -19,12 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path and bench/quant.py would shadow the
-# `quant` package: drop the folder before importing.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-from golf.demo import DEMO_ENV  # noqa: E402
-from golf.launch import launch_training  # noqa: E402
+from golf.demo import DEMO_ENV
+from golf.launch import launch_training
 
 CONFIGS = {
     "ar (reference)": {"MODEL": "ar"},

@@ -21,13 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-# Run as a script, bench/ comes first on sys.path, and bench/quant.py would shadow the `quant` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
 
-import torch  # noqa: E402
-
-from golf.demo import DEMO_ENV  # noqa: E402
-from golf.launch import launch_training  # noqa: E402
+from golf.demo import DEMO_ENV
+from golf.launch import launch_training
 
 COMMON = {**DEMO_ENV, "MAX_WALLCLOCK_SECONDS": "0", "VAL_LOSS_EVERY": "0", "TRAIN_LOG_EVERY": "0",
           "VAL_MAX_TOKENS": "16384", "WARMDOWN_FRAC": "0", "WARMDOWN_ITERS": "0", "OMP_NUM_THREADS": "1"}

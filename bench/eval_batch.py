@@ -14,20 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path and bench/quant.py would shadow the `quant` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
 
-import torch  # noqa: E402
-
-from golf import embedded, models  # noqa: E402
-from golf.bpb import build_byte_table, load_tokenizer  # noqa: E402
-from golf.data import find_shards, load_val_tokens  # noqa: E402
-from golf.score import evaluate, resolve_device  # noqa: E402
-from golf.sliding import sliding_windows  # noqa: E402
+from golf import embedded, models
+from golf.bpb import build_byte_table, load_tokenizer
+from golf.data import find_shards, load_val_tokens
+from golf.score import evaluate, resolve_device
+from golf.sliding import sliding_windows
 
 
 SHAPES = {

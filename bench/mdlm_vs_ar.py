@@ -7,7 +7,7 @@ error (--samples draws per window, --seed); then, on the first --chain-windows w
 the MDLM bound and the MDLM left-to-right chain rule (exact, one forward pass per target).
 A run's CPU seconds come from `<run>.time` ("wall user sys", as /usr/bin/time -f "%e %U %S"
 writes it around the training command) when present. The quantization gaps come from
-bench/quant.py on the same runs.
+bench/quant_suite.py on the same runs.
 
     python bench/mdlm_vs_ar.py runs/bench-ar runs/bench-mdlm --samples 8 --chain-windows 16 \\
         --out bench/results/mdlm-vs-ar.json
@@ -18,20 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path and would shadow the `quant` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
 
-import torch  # noqa: E402
-
-import quant  # noqa: E402
-from golf import embedded  # noqa: E402
-from golf.bpb import load_tokenizer  # noqa: E402
-from golf.data import find_shards, load_val_tokens  # noqa: E402
-from golf.score import model_from_artifact, score_artifact  # noqa: E402
+import quant
+from golf import embedded
+from golf.bpb import load_tokenizer
+from golf.data import find_shards, load_val_tokens
+from golf.score import model_from_artifact, score_artifact
 
 PROMPT_TOKENS = 32
 GENERATED_TOKENS = 64

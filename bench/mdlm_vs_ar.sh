@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # AR vs MDLM at equal parameters (but MDLM's one mask id) and equal CPU training time: both train the
 # `golf demo` shape on the embedded sample, 2 ranks x 1 thread, for SECONDS of wall clock each, one
-# after the other under the CPU lock; then bench/mdlm_vs_ar.py scores them and bench/quant.py
+# after the other under the CPU lock; then bench/mdlm_vs_ar.py scores them and bench/quant_suite.py
 # measures their int8 and best-mixed-rule gaps. Run nothing else beside it.
 #
 #   bash bench/mdlm_vs_ar.sh [SECONDS=600]     (about 2 x SECONDS + 15 minutes on 2 cores)
@@ -23,5 +23,5 @@ for model in ar mdlm; do
 done
 flock /tmp/golf-cpu.lock python bench/mdlm_vs_ar.py runs/bench-ar runs/bench-mdlm --samples 8 --chain-windows 16 \
   --out bench/results/mdlm-vs-ar.json
-flock /tmp/golf-cpu.lock python bench/quant.py runs/bench-ar runs/bench-mdlm --rule int8 \
+flock /tmp/golf-cpu.lock python bench/quant_suite.py runs/bench-ar runs/bench-mdlm --rule int8 \
   --rule "emb=int8,attn=int4,mlp=int4,gptq=1" --out bench/results/mdlm-vs-ar-quant.json

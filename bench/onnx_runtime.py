@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,9 +30,6 @@ from pathlib import Path
 import onnxruntime
 import torch
 import torch.nn.functional as F
-
-# Run as a script, this folder comes first on sys.path, and bench/quant.py would shadow the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from export.onnx_export import decode_path, export_onnx
 from export.parity import parity_tokens

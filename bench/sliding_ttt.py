@@ -16,22 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
-# Run as a script, this folder comes first on sys.path and bench/quant.py would shadow the `quant` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
 
-import torch  # noqa: E402
-
-import quant  # noqa: E402
-from golf import embedded  # noqa: E402
-from golf.bpb import build_byte_table, load_tokenizer  # noqa: E402
-from golf.data import find_shards, load_val_tokens  # noqa: E402
-from golf.evalplan import EvalPlan, headline, run_plan  # noqa: E402
-from golf.score import default_batch_tokens, model_from_artifact  # noqa: E402
-from golf.ttt import TTTConfig  # noqa: E402
+import quant
+from golf import embedded
+from golf.bpb import build_byte_table, load_tokenizer
+from golf.data import find_shards, load_val_tokens
+from golf.evalplan import EvalPlan, headline, run_plan
+from golf.score import default_batch_tokens, model_from_artifact
+from golf.ttt import TTTConfig
 
 
 def main() -> int:

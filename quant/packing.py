@@ -1,7 +1,7 @@
 """Storing N-bit integer codes in bytes, in the layouts the artifact compressors see.
 
 Codes are unsigned (schemes map signed codes first: intN zigzags them) and live in a flat uint8
-tensor. Three layouts, measured against each other in bench/quant.py:
+tensor. Three layouts, measured against each other in bench/quant_suite.py:
 
 - `bits`:   dense little-endian bit stream, code i at bits [i*bits, (i+1)*bits). Exactly
             ceil(n*bits/8) bytes: the smallest before compression, but codes straddle byte

@@ -8,7 +8,7 @@ The reference comparator is the official int8 + zlib-9. It also measures each sc
 compressed bytes/param on the model's matrices, which `golf budget` uses
 (--write-ratios golf/assets/compression_ratios.json).
 
-    python bench/quant.py runs/demo runs/large [--rule RULE ...] [--layout planes ...] [--val-tokens N]
+    python bench/quant_suite.py runs/demo runs/large [--rule RULE ...] [--layout planes ...] [--val-tokens N]
                           [--out bench/results/quant.json] [--write-ratios FILE --ratios-compressor C]
 """
 
@@ -22,19 +22,15 @@ import tempfile
 import time
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path and its name would shadow the
-# `quant` package: drop the folder before importing.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import torch
 
-import torch  # noqa: E402
-
-import quant  # noqa: E402
-from golf import embedded  # noqa: E402
-from golf.calibrate import collect_hessians  # noqa: E402
-from golf.data import DistributedTokenLoader, find_shards  # noqa: E402
-from golf.models import roles_from_meta  # noqa: E402
-from golf.score import model_from_artifact, score_artifact  # noqa: E402
-from quant.artifact import _tensor_bytes  # noqa: E402
+import quant
+from golf import embedded
+from golf.calibrate import collect_hessians
+from golf.data import DistributedTokenLoader, find_shards
+from golf.models import roles_from_meta
+from golf.score import model_from_artifact, score_artifact
+from quant.artifact import _tensor_bytes
 
 RULES = [
     "int8",  # the official baseline
@@ -162,7 +158,7 @@ def main() -> int:
     args = parser.parse_args()
     rules = [REFERENCE[0], *[r for r in (args.rules or RULES) if r != REFERENCE[0]]]
     layouts = args.layouts or list(quant.LAYOUTS)
-    results = {"command": "python bench/quant.py " + " ".join(sys.argv[1:]),
+    results = {"command": "python bench/quant_suite.py " + " ".join(sys.argv[1:]),
                "date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
                "torch": torch.__version__, "layouts": layouts,
                "runs": [bench_run(r, rules, layouts, args.val_tokens, args.calib_tokens) for r in args.runs]}
