@@ -18,6 +18,7 @@ a long ablation can be continued by running the same command again. Two cores: r
 beside it, and take each run under `flock /tmp/golf-cpu.lock` (this script does).
 
     python bench/ablation.py --seconds 600 --out bench/results/ablation.json
+    python bench/ablation.py --out bench/results/ablation.json --table     # BENCHMARKS.md's table
 """
 
 from __future__ import annotations
@@ -76,13 +77,33 @@ def run(name: str, env: dict[str, str], seconds: float, root: Path) -> dict:
             "wall_s": round(time.time() - start, 1), "date": time.strftime("%Y-%m-%d %H:%M")}
 
 
+def table(done: dict) -> str:
+    """The results as BENCHMARKS.md's markdown table, each row against the baseline of the same file."""
+    rows = [r for r in done["rows"] if "error" not in r]
+    base = next((r for r in rows if r["config"] == "baseline"), None)
+    lines = ["| config | settings | val_bpb (sliding, exact) | vs baseline | roundtrip (plain) | steps | tokens/s | "
+             "× baseline |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        settings = " ".join(f"{k}={v}" for k, v in r["env"].items()) if r["config"] != "stack" else "all of the above"
+        delta = f"{r['val_bpb'] - base['val_bpb']:+.4f}" if base and r is not base else "—"
+        speed = f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}" if base else "—"
+        lines.append(f"| {r['config']} | {settings or '—'} | {r['val_bpb']:.4f} | {delta} | {r['roundtrip_val_bpb']:.4f} "
+                     f"| {r['steps']} | {r['tokens_per_s']:,} | {speed} |")
+    lines += [f"| {r['config']} | failed: {r['error'].splitlines()[-1][:80]} |" for r in done["rows"] if "error" in r]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=600.0, help="training wall clock per run (default 600)")
     parser.add_argument("--out", type=Path, required=True, help="results JSON (read first: done runs are skipped)")
     parser.add_argument("--only", action="append", default=[], help="run just these configs (repeatable)")
+    parser.add_argument("--table", action="store_true", help="print --out's results as a markdown table; run nothing")
     args = parser.parse_args()
     done = json.loads(args.out.read_text()) if args.out.is_file() else {"rows": []}
+    if args.table:
+        print(table(done))
+        return 0
     done["machine"] = f"{platform.processor() or platform.machine()}, 2 procs x 1 thread"
     done["seconds"] = args.seconds
     finished = {row["config"] for row in done["rows"] if "error" not in row and row.get("seconds") == args.seconds}
