@@ -374,3 +374,22 @@ def test_a_helper_module_is_parsed_in_process_only_after_it_compiled_in_the_chil
     report = check_record(folder)
     assert bomb not in parsed and report["code"]["files"]["helper.py"] == {"shipped": len(bomb), "wrapper": len(bomb)}
     assert has(report["notes"], "helper.py does not compile")
+
+
+def test_a_readme_that_gives_one_size_two_ways_that_disagree_is_warned(tmp_path):
+    logs = {f"train_seed{s}.log": baseline_log(s, b) for s, b in BPBS.items()}
+    readme = f"# A record\n{MEAN:.4f} bpb. Artifact: 15,878,809 bytes (15.1 MB); code 47,686 bytes (0.05 MB).\n"
+    report = check_record(make_folder(tmp_path, logs, sub(val_bpb=MEAN), readme=readme))
+    assert report["ok"] and has(report["warnings"], "'15,878,809 bytes (15.1 MB)': 15,878,809 bytes is 15.88 MB")
+    assert not has(report["warnings"], "47,686")  # 0.047686 MB rounds to 0.05: one size
+    agreeing = readme.replace("15.1 MB", "15.88 MB").replace("15,878,809 bytes (", "15.14 MiB (15,878,809 bytes) or (")
+    report = check_record(make_folder(tmp_path / "b", logs, sub(val_bpb=MEAN), readme=agreeing))
+    assert not has(report["warnings"], "gives one size")
+
+
+def test_a_score_logged_with_eval_time_zero_is_warned_as_untimed(tmp_path):
+    logs = {f"train_seed{s}.log": baseline_log(s, b) for s, b in BPBS.items()}
+    logs["train_seed7.log"] = logs["train_seed7.log"].replace("eval_time:1400ms", "eval_time:0ms")
+    report = check_record(make_folder(tmp_path, logs, sub(val_bpb=MEAN), readme=f"{MEAN:.4f}\n"))
+    assert has(report["warnings"], "train_seed7.log: final_int8_zlib_roundtrip logs eval_time:0ms: its evaluation was not timed")
+    assert sum("eval_time:0ms" in w for w in report["warnings"]) == 1

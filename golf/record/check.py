@@ -108,6 +108,8 @@ def _read_logs(folder: Path, paths: list[Path], findings: Findings) -> list[LogF
             if not (math.isfinite(score.val_loss) and math.isfinite(score.val_bpb)):
                 findings.error(f"{facts.name}: {score.label} logs val_loss {score.val_loss} val_bpb {score.val_bpb}, "
                                "not a finite number")
+            if score.eval_ms == 0:  # no evaluation takes 0 ms: the clock that proves the eval limit was not read
+                findings.warn(f"{facts.name}: {score.label} logs eval_time:0ms: its evaluation was not timed")
         if facts.trained and not facts.scores:
             findings.warn(f"{facts.name}: a training log with no final score line (the run did not finish?)")
     return list(logs.values())
