@@ -84,7 +84,8 @@ def table(done: dict) -> str:
     lines = ["| config | settings | val_bpb (sliding, exact) | vs baseline | roundtrip (plain) | steps | tokens/s | "
              "× baseline |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        settings = " ".join(f"{k}={v}" for k, v in r["env"].items()) if r["config"] != "stack" else "all of the above"
+        settings = (" ".join(f"{k}={v}" for k, v in r["env"].items()) if r["config"] != "stack"
+                    else f"all {len(OPTIONS)} options together")
         delta = f"{r['val_bpb'] - base['val_bpb']:+.4f}" if base and r is not base else "—"
         speed = f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}" if base else "—"
         lines.append(f"| {r['config']} | {settings or '—'} | {r['val_bpb']:.4f} | {delta} | {r['roundtrip_val_bpb']:.4f} "
