@@ -51,12 +51,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo's golf, run from anywhere
 
-import torch
+import torch  # noqa: E402
 
-import quant
-from golf import embedded, limits, models
-from golf.data import read_shard, write_shard
-from quant.compress import compress, decompress
+import quant  # noqa: E402
+from golf import embedded, limits, models  # noqa: E402
+from golf.data import read_shard, write_shard  # noqa: E402
+from quant.compress import compress, decompress  # noqa: E402
 
 MAX_CASE_SECONDS = 10.0
 MAX_CASE_RSS_BYTES = 1 << 30  # the acceptance bound: no case above 1 GB

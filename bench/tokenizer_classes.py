@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the classes live with their tests
-import tokenizer_kit as kit
+import tokenizer_kit as kit  # noqa: E402
 
 
 def run(settings: dict, root: Path, name: str) -> dict:
