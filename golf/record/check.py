@@ -165,9 +165,10 @@ def _code(folder: Path, folder_files: list[Path], script: Path | None,
     # one that does not compile is counted as the bytes it ships.
     compiled = compile_isolated({name: text for name, text in sources.items() if text is not None})
     for name, size in others.items():
-        if compiled.get(name):
-            findings.note(f"{name} does not compile ({compiled[name]}): counted as the bytes it ships")
-        files[name] = (size, sources.get(name) if not compiled.get(name, "no source") else None)
+        problem = compiled.get(name)
+        if problem:
+            findings.note(f"{name} does not compile ({problem}): counted as the bytes it ships")
+        files[name] = (size, None if problem else sources.get(name))
     return files, embedded.sha256() if embedded else None
 
 
