@@ -33,6 +33,7 @@ def main() -> None:
     if rank == 0:
         with open(os.environ["OUT"], "w") as f:
             json.dump({"sliding": sliding.as_dict(), "ttt": ttt.as_dict()}, f)
+    dist.barrier()  # no rank tears gloo down while another still uses it (seen: SIGABRT at exit)
     dist.destroy_process_group()
 
 
