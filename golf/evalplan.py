@@ -3,7 +3,8 @@
 The trainer's final score and `golf score` both run an EvalPlan through `run_plan`, and the
 trainer records its plan in the artifact (meta `eval`), so `golf score ARTIFACT` reproduces the
 trainer's headline number by default. The plan with stride = eval length = TRAIN_SEQ_LEN and no
-TTT is the official baseline's evaluation.
+TTT is the official baseline's evaluation. TTT mode "docs" (golf.doc_ttt) scores each document
+alone, S = the stride targets at a time, with per-document LoRA and global SGD phases.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from typing import Any
 import torch
 
 from golf.bpb import ByteTable
+from golf.doc_ttt import score_documents
 from golf.errors import GolfError
 from golf.models.base import LanguageModel
 from golf.score import ScoreResult, evaluate
 from golf.sliding import sliding_windows
 from golf.ttt import TTTConfig, TTTResult, score_first_ttt
+
+DEFAULT_BOS_ID = 1  # the sp1024/sp8192 tokenizers' BOS, for a model whose config does not name one
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +77,10 @@ def run_plan(model: LanguageModel, tokens: torch.Tensor, table: ByteTable, plan:
              world_size: int = 1, autocast_dtype: torch.dtype | None = None, progress: bool = False,
              seed: int = 0, samples: int = 1) -> ScoreResult | TTTResult:
     """Score the 1-D val stream `tokens` as `plan` says (bytes from `sidecar` when given)."""
+    if plan.ttt is not None and plan.ttt.mode == "docs":
+        return score_documents(model, tokens, table, plan.length, plan.stride, plan.ttt,
+                               bos_id=int(getattr(model.config, "bos_id", DEFAULT_BOS_ID)), device=device, rank=rank,
+                               world_size=world_size, autocast_dtype=autocast_dtype, progress=progress, sidecar=sidecar)
     windows = sliding_windows(tokens, plan.length, plan.stride, sidecar=sidecar)
     common = dict(batch_windows=batch_windows, device=device, rank=rank, world_size=world_size,
                   autocast_dtype=autocast_dtype, progress=progress, seed=seed, samples=samples)

@@ -48,7 +48,7 @@ from golf.sliding import EvalWindows, as_windows, require_causal_exact
 from quant import read_artifact
 
 if TYPE_CHECKING:
-    from golf.ttt import ScoreFirstGuard
+    from golf.scorefirst import ScoreFirstGuard
 
 LN2 = math.log(2.0)
 # Tokens per forward pass when nothing else says, per device, measured by bench/eval_batch.py

@@ -10,10 +10,9 @@ by a normalized distribution, scored before any update has used it, in one left-
 The score keeps the model's label: an exact chain rule stays exact, since the weights that score
 chunk c are a function of chunks before it only.
 
-`ScoreFirstGuard` proves the order on every run instead of trusting it: it sees every target
-position just before it is scored and every stream range just before an update reads it, and
-refuses (ScoreFirstViolation) a score of a position some update has read, an update reading a
-target not yet scored, and a chunk whose targets were not each scored exactly once across ranks.
+`golf.scorefirst.ScoreFirstGuard` proves the order on every run instead of trusting it.
+Document-isolated TTT (per-document LoRA, global SGD phases over document prefixes) is
+golf.doc_ttt; both take their knobs from one TTTConfig.
 
 Under DDP each rank scores its share of a chunk's windows and trains on its share of every
 batch; gradients are summed over ranks, so the updates (and the score) are the single-process
@@ -36,114 +35,44 @@ from golf.bpb import ByteTable
 from golf.data import rank_slice
 from golf.errors import GolfError
 from golf.models.base import LanguageModel
+from golf.scorefirst import ScoreFirstGuard, distributed
 from golf.score import ScoreResult, evaluate
 from golf.sliding import EvalWindows
 
 
-class ScoreFirstViolation(GolfError):
-    """A token was (or was about to be) scored by weights that had trained on it."""
-
-
-class ScoreFirstGuard:
-    """Bookkeeping of which stream positions were scored and which ones updates have read.
-
-    `scoring` and `reading` check each event against the state committed so far; `commit_scored`
-    and `commit_trained` merge this rank's events with every other rank's (an all-reduce over the
-    chunk's range), so the checks hold for the weights every rank shares.
-    """
-
-    def __init__(self, n_positions: int, device: torch.device) -> None:
-        self.n = n_positions  # positions 0..n-1 of the stream; the scored targets lie in 1..n-1
-        self.device = device
-        self.scored = torch.zeros(n_positions, dtype=torch.bool)
-        self.trained = torch.zeros(n_positions, dtype=torch.bool)
-        self._scored_here = torch.zeros(n_positions, dtype=torch.int8)  # this rank, since the last commit
-        self._scored_count = 0  # positions this rank scored since the last commit, wherever they were
-        self._read_here: list[tuple[int, int]] = []
-        self.checks = 0
-
-    def scoring(self, positions: torch.Tensor) -> None:
-        """Targets about to be scored: no update may have read any of them."""
-        self.checks += 1
-        seen = self.trained[positions]
-        if bool(seen.any()):
-            pos = int(positions[seen.nonzero()[0, 0]])
-            raise ScoreFirstViolation(f"score-first TTT violated: target position {pos} is about to be scored by "
-                                      "weights that were trained on it")
-        self._scored_here[positions] += 1
-        self._scored_count += positions.numel()
-
-    def reading(self, a: int, b: int) -> None:
-        """An update is about to read stream positions [a, b): each target among them must be scored."""
-        self.checks += 1
-        targets = self.scored[max(a, 1):min(b, self.n)]
-        if not bool(targets.all()):
-            pos = max(a, 1) + int((~targets).nonzero()[0, 0])
-            raise ScoreFirstViolation(f"score-first TTT violated: an update reads position {pos}, a target that "
-                                      "has not been scored yet")
-        self._read_here.append((a, b))
-
-    def commit_scored(self, a: int, b: int) -> None:
-        """The score phase of targets [a, b) is over on every rank: each was scored exactly once."""
-        counts = self._scored_here[a:b].to(self.device, torch.int32)
-        stray = self._scored_count - int(counts.sum())  # scored outside [a, b); counted, not searched for
-        if _distributed():
-            dist.all_reduce(counts)
-        counts = counts.cpu()
-        if stray or not bool((counts == 1).all()):
-            bad = int((counts != 1).nonzero()[0, 0]) + a if not bool((counts == 1).all()) else -1
-            raise ScoreFirstViolation(f"score-first TTT: targets {a}..{b - 1} were not each scored exactly once "
-                                      f"(position {bad}, {stray} stray scores outside the chunk)")
-        self.scored[a:b] = True
-        self._scored_here[a:b] = 0
-        self._scored_count = 0
-
-    def commit_trained(self) -> None:
-        """The updates of a chunk are over on every rank: what any rank read, every weight has seen."""
-        lo = min((a for a, _ in self._read_here), default=self.n)
-        hi = max((b for _, b in self._read_here), default=0)
-        span = torch.tensor([-lo, hi], device=self.device)
-        if _distributed():
-            dist.all_reduce(span, op=dist.ReduceOp.MAX)
-        lo, hi = -int(span[0]), int(span[1])
-        if hi <= lo:
-            return
-        read = torch.zeros(hi - lo, dtype=torch.int32)
-        for a, b in self._read_here:
-            read[a - lo:b - lo] = 1
-        read = read.to(self.device)
-        if _distributed():
-            dist.all_reduce(read, op=dist.ReduceOp.MAX)
-        self.trained[lo:hi] |= read.cpu().bool()
-        self._read_here.clear()
-
-    def summary(self) -> dict[str, Any]:
-        """What the guard saw; a run that reaches this point broke no rule (a violation raises)."""
-        return {"targets_scored": int(self.scored.sum()), "positions_trained": int(self.trained.sum()),
-                "checks": self.checks, "verified": True}
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
 @dataclasses.dataclass(frozen=True)
 class TTTConfig:
-    """Knobs of score-first TTT (trainer: TTT_*; golf score: --ttt-*). Defaults: the records' common ones."""
+    """Knobs of score-first TTT (trainer: TTT_*; golf score: --ttt-*). Defaults: the records' common ones.
 
-    chunk_tokens: int = 32_768  # scored targets per chunk (rounded to whole eval windows)
-    epochs: int = 3  # passes over each chunk after scoring it
-    lr: float = 0.002  # SGD learning rate at the first chunk; cosine to 0 at the last
+    mode "stream" trains every weight on chunks of the val stream (this module); mode "docs"
+    scores each document alone (golf.doc_ttt), the eval stride's worth of targets at a time, with
+    a per-document LoRA (`lora_*`, 0 = none) and global SGD phases over document prefixes
+    (`prefix_docs`, `phases`; the SGD knobs above them are the phases' knobs)."""
+
+    chunk_tokens: int = 32_768  # stream: scored targets per chunk (rounded to whole eval windows)
+    epochs: int = 3  # passes over each chunk (stream) or each phase's documents (docs) after scoring them
+    lr: float = 0.002  # SGD learning rate at the first chunk or phase; cosine to 0 at the last
     momentum: float = 0.9
     batch_seqs: int = 32  # training windows per update (all ranks together)
     grad_clip: float = 1.0  # max global gradient norm; 0 = none
+    mode: str = "stream"  # "stream" or "docs"
+    doc_batch: int = 64  # docs: documents scored side by side, each with its own LoRA
+    lora_rank: int = 8  # docs: rank of the per-document adapters on queries, values and head; 0 = no LoRA
+    lora_lr: float = 0.01  # docs: Adam learning rate of the adapters (betas 0.9, 0.95), one step per chunk
+    prefix_docs: int = 0  # docs: global SGD after the first N documents are scored; 0 = no phases
+    phases: int = 1  # docs: the prefix is cut into this many phases, each trained on once it is scored
 
     def __post_init__(self) -> None:
         problems = [f"{name} must be > 0, got {value}" for name, value in
-                    (("chunk_tokens", self.chunk_tokens), ("batch_seqs", self.batch_seqs)) if value <= 0]
+                    (("chunk_tokens", self.chunk_tokens), ("batch_seqs", self.batch_seqs),
+                     ("doc_batch", self.doc_batch), ("phases", self.phases))
+                    if value <= 0]
         problems += [f"{name} must be >= 0, got {value}" for name, value in
                      (("epochs", self.epochs), ("lr", self.lr), ("momentum", self.momentum),
-                      ("grad_clip", self.grad_clip)) if value < 0]
+                      ("grad_clip", self.grad_clip), ("lora_rank", self.lora_rank), ("lora_lr", self.lora_lr),
+                      ("prefix_docs", self.prefix_docs)) if value < 0]
+        if self.mode not in ("stream", "docs"):
+            problems.append(f"mode must be 'stream' or 'docs', got {self.mode!r}")
         if problems:
             raise GolfError("TTT: " + "; ".join(problems))
 
@@ -159,11 +88,14 @@ class TTTResult:
     score_seconds: float
     train_seconds: float
     guard: dict[str, Any]
+    documents: int | None = None  # docs mode: documents scored (each alone)
+    phase_bpb: list[float] | None = None  # docs mode: the bpb of each phase's documents, then of the rest
 
     def as_dict(self) -> dict[str, Any]:
+        extra = {} if self.documents is None else {"ttt_documents": self.documents, "ttt_phase_bpb": self.phase_bpb}
         return {**self.score.as_dict(), "ttt_chunks": self.chunks, "ttt_updates": self.updates,
                 "ttt_score_seconds": round(self.score_seconds, 3), "ttt_train_seconds": round(self.train_seconds, 3),
-                "score_first": self.guard}
+                **extra, "score_first": self.guard}
 
 
 def chunk_target_range(chunk: EvalWindows) -> tuple[int, int]:
@@ -205,7 +137,7 @@ def train_on_chunk(model: LanguageModel, optimizer: torch.optim.Optimizer, strea
                 with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                     loss = model.loss(rows)
                 (loss * (mine.numel() / batch.numel())).backward()  # the mean over the whole batch
-            if world_size > 1 and _distributed():
+            if world_size > 1 and distributed():
                 sum_over_ranks(params)
             if config.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(params, config.grad_clip)

@@ -12,8 +12,8 @@ from golf.errors import GolfError
 from golf.evalplan import EvalPlan, plan_from_meta
 from golf.score import evaluate
 from golf.sliding import sliding_windows
-from golf.ttt import (ScoreFirstGuard, ScoreFirstViolation, TTTConfig, chunk_target_range, score_first_ttt,
-                      train_on_chunk)
+from golf.scorefirst import ScoreFirstGuard, ScoreFirstViolation
+from golf.ttt import TTTConfig, chunk_target_range, score_first_ttt, train_on_chunk
 from test_sliding import context_model, sp, table  # noqa: F401  (fixtures)
 
 CPU = torch.device("cpu")

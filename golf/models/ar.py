@@ -118,17 +118,27 @@ class GPT(LanguageModel):
 
     def logits(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Soft-capped logits [B, T, V] for inputs [B, T]."""
+        return self.project(self.hidden(input_ids, cache))
+
+    def hidden(self, input_ids: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """The final normed states [B, T, D] the head reads (split from `project` so document LoRA TTT,
+        golf.doc_ttt, can add a per-document low-rank term to the head, tied or not)."""
         x = self.tok_emb(input_ids)
         if self.smear is not None:
             smeared = self.smear(x, input_ids, cache.previous_embedding if cache is not None else None)
             if cache is not None:
                 cache.previous_embedding = x[:, -1:]
             x = smeared
-        x = rms_norm(unet_forward(self.blocks, self.skip_weights, rms_norm(x), cache, self.block_order()))
+        return rms_norm(unet_forward(self.blocks, self.skip_weights, rms_norm(x), cache, self.block_order()))
+
+    def project(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Soft-capped logits [B, T, V] of final states [B, T, D]; `extra` [B, T, V] is added before the cap."""
         if self.lm_head is None:
             raw = F.linear(x, self.tok_emb.table().to(x.dtype))
         else:
             raw = self.lm_head(x)
+        if extra is not None:
+            raw = raw + extra
         cap = self.config.logit_softcap
         return cap * torch.tanh(raw / cap)
 

@@ -1,0 +1,270 @@
+"""Document-isolated score-first TTT: each document scored alone, with its own LoRA, reset per document.
+
+The val stream is cut into documents at BOS tokens. Document d spans stream positions s..e,
+s its BOS and e the next document's BOS (or the end): its targets are s+1..e, so the documents'
+targets tile the stream's 1..M exactly (M as for plain windows of the eval length, the same
+targets and bytes; predicting the next BOS from the end of a document is scored, as in a flat
+stream). A document's targets are scored S at a time (S the eval stride), each chunk by one
+window that ends at the chunk and reaches back at most L tokens (the eval length), never before
+the document's BOS: no score sees another document. With no adapters and no phases this is
+document-isolated sliding-window scoring.
+
+After a chunk is scored, the document's rank-r adapters (golf.lora: queries, values, head) take
+one Adam step on that chunk's loss, and the next chunk is scored with them; the adapters are
+reset before every document. Documents are scored `doc_batch` at a time, side by side, each with
+its own adapters; the batch loss is the sum of the documents' own losses, so a document's
+updates (and score) do not depend on its batch. Within a batch, documents of like length go
+together (less padding).
+
+Global SGD phases: with `prefix_docs` P and `phases` n, the first P documents of the stream are
+cut into n phases. Once every document of a phase is scored, the shared weights take `epochs`
+SGD passes over that phase's documents (each alone, windows of L inside it) before the next
+phase is scored; the documents after the prefix are scored with the weights of the last phase.
+
+The score-first order is proven on every run by golf.scorefirst.ScoreFirstGuard: adapter slots
+for the LoRA (what a slot read counts until its reset), the shared weights for the phases.
+Under DDP each rank scores its share of each phase's batches; the phases' gradients are summed
+over ranks; the sums are all-reduced at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from golf.bpb import ByteTable, window_bytes
+from golf.data import rank_slice, usable_tokens
+from golf.errors import GolfError
+from golf.lora import BatchedLoRA
+from golf.models.base import LanguageModel
+from golf.score import ScoreResult
+from golf.scorefirst import ScoreFirstGuard, distributed
+from golf.sliding import require_causal_exact
+from golf.ttt import TTTConfig, TTTResult, sum_over_ranks
+
+
+def find_documents(tokens: torch.Tensor, bos_id: int, end: int) -> torch.Tensor:
+    """int64 [D, 2]: (s, e) of every document of positions 0..end; targets s+1..e tile 1..end.
+
+    A stream that does not open with a BOS starts with a document whose first token is position 0."""
+    bos = (tokens[1:end] == bos_id).nonzero().flatten() + 1
+    bounds = torch.cat((torch.tensor([0]), bos, torch.tensor([end])))
+    return torch.stack((bounds[:-1], bounds[1:]), dim=1)
+
+
+def phase_bounds(n_docs: int, prefix_docs: int, phases: int) -> list[int]:
+    """Document indices where each phase ends (global SGD follows), then the end of the stream."""
+    prefix = min(prefix_docs, n_docs)
+    cuts = sorted({round(prefix * k / phases) for k in range(1, phases + 1)} - {0}) if prefix else []
+    return cuts + ([n_docs] if not cuts or cuts[-1] < n_docs else [])
+
+
+class DocumentWindows:
+    """The chunk windows of a batch of documents: chunk c of a document scores its targets
+    c·C+1..min((c+1)·C, n) (document coordinates, n targets) from at most L tokens before them."""
+
+    def __init__(self, docs: torch.Tensor, chunk: int, length: int) -> None:
+        self.docs, self.chunk, self.length = docs, chunk, length
+        self.targets = docs[:, 1] - docs[:, 0]
+        self.chunks = (self.targets + chunk - 1) // chunk
+
+    def window(self, d: int, c: int) -> tuple[int, int, int]:
+        """(a, b, first): chunk c of document d reads stream positions [a, b] and scores b-first+1..b."""
+        s, n = int(self.docs[d, 0]), int(self.targets[d])
+        last = min((c + 1) * self.chunk, n)
+        return s + max(0, last - self.length), s + last, s + c * self.chunk + 1
+
+    def batch(self, tokens: torch.Tensor, rows: list[int], c: int) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """Right-padded windows [R, W + 1] of chunk c of documents `rows`, the mask [R, W] of the targets
+        each scores, and each one's (a, b, first). Padding sits after every real token: a causal model's
+        real positions never see it."""
+        spans = [self.window(d, c) for d in rows]
+        width = max(b - a for a, b, _ in spans)
+        windows = torch.zeros(len(rows), width + 1, dtype=tokens.dtype)
+        mask = torch.zeros(len(rows), width, dtype=torch.bool)
+        for i, (a, b, first) in enumerate(spans):
+            windows[i, :b - a + 1] = tokens[a:b + 1]
+            mask[i, first - a - 1:b - a] = True
+        return windows, mask, spans
+
+
+def score_documents(model: LanguageModel, tokens: torch.Tensor, table: ByteTable, length: int, stride: int,
+                    config: TTTConfig, *, bos_id: int, device: torch.device, rank: int = 0, world_size: int = 1,
+                    autocast_dtype: torch.dtype | None = None, progress: bool = False,
+                    sidecar: torch.Tensor | None = None) -> TTTResult:
+    """Score the 1-D val stream `tokens` document by document (the module docstring): eval length
+    `length`, `stride` targets of a document per chunk."""
+    if not 1 <= stride <= length:
+        raise GolfError(f"document TTT: the stride (targets per chunk) must be between 1 and the eval length "
+                        f"{length}, got {stride}")
+    start = time.perf_counter()
+    end = usable_tokens(tokens.numel(), length, "the validation token stream") - 1
+    if sidecar is not None and sidecar.numel() < end + 1:
+        raise GolfError(f"byte sidecar covers {sidecar.numel()} positions, the scored stream {end + 1}")
+    require_causal_exact(model, tokens[:length + 1][None].to(device), what="document TTT",
+                         autocast_dtype=autocast_dtype)
+    model = copy.deepcopy(model).eval()  # the caller's weights stay as they were
+    for p in model.parameters():
+        p.requires_grad_(False)  # the adapters train; the shared weights only in a phase
+    docs = find_documents(tokens, bos_id, end)
+    plan = DocumentWindows(docs, stride, length)
+    lora = BatchedLoRA(model, config.lora_rank, config.doc_batch) if config.lora_rank else None
+    scorer = DocumentScorer(model, lora, tokens, table.to(device), plan, config, device=device,
+                            autocast_dtype=autocast_dtype, sidecar=sidecar)
+    sgd = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    bounds = phase_bounds(len(docs), config.prefix_docs, config.phases)
+    n_phases = len(bounds) - 1  # phases followed by global SGD (the last part is never trained on)
+    sums = torch.zeros(len(bounds), 3, dtype=torch.float64, device=device)  # nats, tokens, bytes per part
+    updates, train_s, lo = 0, 0.0, 0
+    n_batches = sum(math.ceil((hi - lo) / config.doc_batch) for lo, hi in zip([0, *bounds], bounds))
+    bar = tqdm(total=n_batches, desc="doc ttt", unit="batch", disable=not progress or rank != 0 or None, leave=False)
+    for part, hi in enumerate(bounds):
+        order = lo + torch.argsort(plan.targets[lo:hi], descending=True, stable=True)  # like lengths together
+        groups = [order[i:i + config.doc_batch].tolist() for i in range(0, hi - lo, config.doc_batch)]
+        for group in groups[rank::world_size]:  # round robin: every rank gets long and short documents
+            sums[part] += scorer.run(group)
+            bar.update(min(world_size, len(groups)))
+        expected = torch.zeros(tokens.numel(), dtype=torch.bool)
+        for s, e in docs[lo:hi].tolist():
+            expected[s + 1:e + 1] = True
+        scorer.guard.commit_scored(0, tokens.numel(), expected)
+        if part < n_phases and config.epochs:
+            t0 = time.perf_counter()
+            lr = config.lr * 0.5 * (1 + math.cos(math.pi * part / max(n_phases, 1)))
+            updates += train_phase(model, sgd, tokens, docs[lo:hi], length, config, lr, scorer.guard,
+                                   device=device, rank=rank, world_size=world_size, autocast_dtype=autocast_dtype)
+            scorer.guard.commit_trained()
+            train_s += time.perf_counter() - t0
+        lo = hi
+    bar.close()
+    if distributed():
+        dist.all_reduce(sums)
+    total = sums.sum(0)
+    seconds = time.perf_counter() - start
+    score = ScoreResult(nats_sum=float(total[0]), tokens=int(total[1]), bytes=int(total[2]), label="exact",
+                        seconds=seconds)
+    phase_bpb = [float(n / math.log(2) / b) if b else math.nan for n, _, b in sums.tolist()]
+    return TTTResult(score, int(plan.chunks.sum()), updates + scorer.updates, seconds - train_s - scorer.train_seconds,
+                     train_s + scorer.train_seconds, scorer.guard.summary(), documents=len(docs), phase_bpb=phase_bpb)
+
+
+class DocumentScorer:
+    """Scores batches of documents chunk by chunk, each document's adapters trained on each chunk
+    after it is scored (one forward pass does both: the scores are of the weights before the step)."""
+
+    def __init__(self, model: LanguageModel, lora: BatchedLoRA | None, tokens: torch.Tensor, table: ByteTable,
+                 plan: DocumentWindows, config: TTTConfig, *, device: torch.device,
+                 autocast_dtype: torch.dtype | None, sidecar: torch.Tensor | None) -> None:
+        self.model, self.lora, self.tokens, self.table, self.plan = model, lora, tokens, table, plan
+        self.config, self.device, self.autocast_dtype, self.sidecar = config, device, autocast_dtype, sidecar
+        self.guard = ScoreFirstGuard(tokens.numel(), device)
+        self.updates, self.train_seconds = 0, 0.0
+
+    def nats(self, windows: torch.Tensor) -> torch.Tensor:
+        """Per-target nats [R, W] of the (adapted) model on windows [R, W + 1]."""
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            if self.lora is None:
+                return self.model.score(windows).nats.float()
+            logits = self.lora.logits(self.model, windows[:, :-1])
+        return F.cross_entropy(logits.float().flatten(0, 1), windows[:, 1:].flatten(),
+                               reduction="none").view(windows.size(0), -1)
+
+    def run(self, group: list[int]) -> torch.Tensor:
+        """Score documents `group` (at most doc_batch); returns (nats, tokens, bytes) summed."""
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        optimizer = None
+        if self.lora is not None:
+            self.lora.reset()
+            for slot in range(len(group)):
+                self.guard.reset_slot(slot)
+            optimizer = torch.optim.Adam(self.lora.parameters(), lr=self.config.lora_lr, betas=(0.9, 0.95))
+        slot_of = {d: i for i, d in enumerate(group)}
+        for c in range(int(self.plan.chunks[group].max())):
+            rows = [d for d in group if int(self.plan.chunks[d]) > c]
+            windows, mask, spans = self.plan.batch(self.tokens, rows, c)
+            for d, (a, b, first) in zip(rows, spans):
+                self.guard.scoring(torch.arange(first, b + 1), slot=slot_of[d])
+            learn = [i for i, d in enumerate(rows) if c + 1 < int(self.plan.chunks[d])]
+            if self.lora is not None:
+                self.lora.rows = torch.tensor([slot_of[d] for d in rows], device=self.device)
+            windows, mask = windows.to(self.device), mask.to(self.device)
+            with torch.set_grad_enabled(optimizer is not None and bool(learn)):
+                nats = self.nats(windows)
+            sums += self.tally(windows, mask, nats.detach(), spans)
+            if optimizer is None or not learn:
+                continue
+            t0 = time.perf_counter()
+            for i in learn:
+                a, b, _ = spans[i]
+                self.guard.reading(a, b + 1, slot=slot_of[rows[i]])
+            # Each document's own mean loss over its chunk, summed: no document's gradient involves another's.
+            keep = torch.zeros(len(rows), 1, device=self.device)
+            keep[learn] = 1.0
+            loss = ((nats * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True) * keep).sum()
+            optimizer.zero_grad(set_to_none=False)
+            loss.backward()
+            optimizer.step()
+            self.updates += 1
+            self.train_seconds += time.perf_counter() - t0
+        return sums
+
+    def tally(self, windows: torch.Tensor, mask: torch.Tensor, nats: torch.Tensor, spans: list) -> torch.Tensor:
+        """(nats, tokens, bytes) of the masked targets; bytes from the sidecar when there is one."""
+        if self.sidecar is None:
+            nbytes = window_bytes(self.table, windows)
+        else:
+            nbytes = torch.zeros_like(mask, dtype=torch.int64)
+            for i, (a, b, _) in enumerate(spans):
+                nbytes[i, :b - a] = self.sidecar[a + 1:b + 1].to(self.device, torch.int64)
+        return torch.stack((nats[mask].double().sum(), mask.sum().double(), nbytes[mask].double().sum()))
+
+
+def train_phase(model: LanguageModel, optimizer: torch.optim.Optimizer, tokens: torch.Tensor, docs: torch.Tensor,
+                length: int, config: TTTConfig, lr: float, guard: ScoreFirstGuard, *, device: torch.device, rank: int,
+                world_size: int, autocast_dtype: torch.dtype | None) -> int:
+    """`config.epochs` SGD passes of the shared weights over `docs` (scored), each cut into windows of at
+    most `length` targets that stay inside it; returns the number of updates."""
+    pieces = [(a, min(a + length, e)) for s, e in docs.tolist() for a in range(s, e, length)]
+    pieces.sort(key=lambda p: p[0] - p[1])  # longest first: batches of like lengths
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    params = list(model.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    updates = 0
+    model.train()
+    for _ in range(config.epochs):
+        for lo in range(0, len(pieces), config.batch_seqs):
+            batch = pieces[lo:lo + config.batch_seqs]
+            share = rank_slice(len(batch), rank, world_size)
+            mine = batch[share.start:share.stop]
+            optimizer.zero_grad(set_to_none=False)
+            if mine:
+                width = max(b - a for a, b in mine)
+                windows = torch.zeros(len(mine), width + 1, dtype=tokens.dtype)
+                mask = torch.zeros(len(mine), width, dtype=torch.bool)
+                for i, (a, b) in enumerate(mine):
+                    guard.reading(a, b + 1)
+                    windows[i, :b - a + 1] = tokens[a:b + 1]
+                    mask[i, :b - a] = True
+                windows, mask = windows.to(device), mask.to(device)
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    nats = model.score(windows).nats.float()
+                total = sum(b - a for a, b in batch)  # the mean over the whole batch's targets, all ranks
+                ((nats * mask).sum() / total).backward()
+            if world_size > 1 and distributed():
+                sum_over_ranks(params)
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            optimizer.step()
+            updates += 1
+    model.eval()
+    for p in params:
+        p.requires_grad_(False)
+    return updates

@@ -1,0 +1,163 @@
+"""Document-isolated score-first TTT: documents tile the stream, each is scored alone (reordering
+them changes nothing, with or without adapters), a document's score does not depend on its batch,
+adapters start as the base model, the phases train only on scored documents, and every illegal
+order is caught by the guard."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from golf import embedded
+from golf.data import find_shards, load_val_tokens
+from golf.doc_ttt import DocumentWindows, find_documents, phase_bounds, score_documents, train_phase
+from golf.errors import GolfError
+from golf.evalplan import EvalPlan, run_plan
+from golf.lora import BatchedLoRA
+from golf.score import evaluate
+from golf.scorefirst import ScoreFirstGuard, ScoreFirstViolation
+from golf.sliding import sliding_windows
+from golf.ttt import TTTConfig
+from test_sliding import context_model, sp, table  # noqa: F401  (fixtures)
+
+CPU = torch.device("cpu")
+BOS = 1
+# Target counts of the documents of the test stream: one shorter than a chunk, one of a single
+# target, some longer than the eval length. Their sum (the scored stream) is a multiple of 64 and of 320.
+DOC_TARGETS = (40, 1, 150, 7, 300, 69, 73)
+
+
+def multi_doc_stream(order: tuple[int, ...] | None = None) -> torch.Tensor:
+    """Real val text cut into documents of DOC_TARGETS tokens after each BOS, ending on a BOS (the last
+    document's final target), in the given order of documents."""
+    text = load_val_tokens(find_shards(embedded.shards_dir(), "val"), 1, max_tokens=2000)
+    text = text[text != BOS]
+    pieces, at = [], 0
+    for n in DOC_TARGETS:
+        pieces.append(torch.cat((torch.tensor([BOS]), text[at:at + n - 1])) if n > 1 else torch.tensor([BOS]))
+        at += n - 1
+    order = order or tuple(range(len(pieces)))
+    return torch.cat([pieces[i] for i in order] + [torch.tensor([BOS])])
+
+
+def docs_plan(length: int = 64, stride: int = 32, **knobs) -> EvalPlan:
+    return EvalPlan(length, stride, TTTConfig(mode="docs", **knobs))
+
+
+def test_documents_tile_the_stream_targets():
+    stream = torch.tensor([1, 5, 6, 1, 1, 7, 1, 8, 9, 1])
+    docs = find_documents(stream, BOS, 9)
+    assert docs.tolist() == [[0, 3], [3, 4], [4, 6], [6, 9]]  # a BOS right after a BOS: a 1-target document
+    covered = torch.cat([torch.arange(s + 1, e + 1) for s, e in docs.tolist()])
+    assert covered.tolist() == list(range(1, 10))
+    no_bos_first = find_documents(torch.tensor([4, 5, 1, 6, 7]), BOS, 4)
+    assert no_bos_first.tolist() == [[0, 2], [2, 4]]
+    assert phase_bounds(10, 4, 2) == [2, 4, 10] and phase_bounds(10, 0, 3) == [10] and phase_bounds(3, 9, 2) == [2, 3]
+
+
+def test_chunk_windows_stay_inside_their_document():
+    docs = find_documents(multi_doc_stream(), BOS, sum(DOC_TARGETS))
+    plan = DocumentWindows(docs, 32, 64)
+    for d, (s, e) in enumerate(docs.tolist()):
+        scored = []
+        for c in range(int(plan.chunks[d])):
+            a, b, first = plan.window(d, c)
+            assert s <= a and b <= e and b - a <= 64 and a < first <= b
+            scored += range(first, b + 1)
+        assert scored == list(range(s + 1, e + 1))  # each target once, in order
+
+
+def test_one_document_is_the_sliding_window_score(table):
+    # One document from position 0: its chunk windows see exactly the context sliding windows give.
+    model = context_model()
+    stream = load_val_tokens(find_shards(embedded.shards_dir(), "val"), 1, max_tokens=1025)
+    stream = torch.cat((torch.tensor([BOS]), stream[1:][stream[1:] != BOS]))[:1025]
+    alone = run_plan(model, stream, table, docs_plan(64, 16, lora_rank=0), batch_windows=8, device=CPU)
+    sliding = evaluate(model, sliding_windows(stream, 64, 16), table, batch_windows=8, device=CPU)
+    assert (alone.score.tokens, alone.score.bytes, alone.documents) == (sliding.tokens, sliding.bytes, 1)
+    assert alone.score.nats_sum == pytest.approx(sliding.nats_sum, rel=1e-6)
+
+
+@pytest.mark.parametrize("rank", [0, 4])
+def test_reordering_documents_changes_nothing(table, rank):
+    # Isolation: were any context, adapter or padding to cross a document boundary, the order would matter.
+    model = context_model()
+    plan = docs_plan(lora_rank=rank, doc_batch=3, lora_lr=0.02)
+    first = run_plan(model, multi_doc_stream(), table, plan, batch_windows=8, device=CPU)
+    shuffled = run_plan(model, multi_doc_stream((4, 2, 6, 0, 5, 1, 3)), table, plan, batch_windows=8, device=CPU)
+    flat = evaluate(model, sliding_windows(multi_doc_stream(), 64, 32), table, batch_windows=8, device=CPU)
+    assert (first.score.tokens, first.score.bytes) == (flat.tokens, flat.bytes) == (shuffled.score.tokens,
+                                                                                    shuffled.score.bytes)
+    assert first.documents == len(DOC_TARGETS) and first.guard["verified"]
+    assert shuffled.score.nats_sum == pytest.approx(first.score.nats_sum, rel=1e-6)
+    assert first.score.nats_sum != pytest.approx(flat.nats_sum, rel=1e-4)  # the flat stream crosses documents
+
+
+def test_a_documents_score_does_not_depend_on_its_batch(table):
+    model = context_model()
+    one = run_plan(model, multi_doc_stream(), table, docs_plan(lora_rank=4, doc_batch=1), batch_windows=8, device=CPU)
+    all_ = run_plan(model, multi_doc_stream(), table, docs_plan(lora_rank=4, doc_batch=7), batch_windows=8, device=CPU)
+    assert one.score.nats_sum == pytest.approx(all_.score.nats_sum, rel=1e-6)
+    assert one.updates > all_.updates > 0  # the batch shares its steps, not its adapters
+
+
+def test_adapters_start_as_the_base_model_and_then_adapt(table):
+    model = context_model()
+    stream = multi_doc_stream()
+    base = run_plan(model, stream, table, docs_plan(lora_rank=0), batch_windows=8, device=CPU)
+    # Stride = eval length = 320: every document is one chunk, scored before its adapter ever steps.
+    single = [run_plan(model, stream, table, docs_plan(320, 320, lora_rank=r), batch_windows=8, device=CPU)
+              for r in (0, 8)]
+    assert single[1].score.nats_sum == single[0].score.nats_sum and single[1].updates == 0
+    adapted = run_plan(model, stream, table, docs_plan(lora_rank=8, lora_lr=0.05), batch_windows=8, device=CPU)
+    assert adapted.score.val_bpb < base.score.val_bpb  # a random model's head is badly calibrated: easy to adapt
+    assert adapted.guard["adapter_positions_read"] > 0 and adapted.guard["positions_trained"] == 0
+
+
+def test_phases_train_the_shared_weights_only_on_scored_documents(table):
+    model = context_model()
+    stream = multi_doc_stream()
+    knobs = dict(lora_rank=0, prefix_docs=4, phases=2, lr=0.05, batch_seqs=2)
+    still = run_plan(model, stream, table, docs_plan(epochs=0, **knobs), batch_windows=8, device=CPU)
+    phased = run_plan(model, stream, table, docs_plan(epochs=1, **knobs), batch_windows=8, device=CPU)
+    assert len(phased.phase_bpb) == 3 and phased.updates > 0
+    assert phased.phase_bpb[0] == still.phase_bpb[0]  # the first phase is scored before any update
+    assert phased.phase_bpb[1:] != still.phase_bpb[1:]
+    docs = find_documents(stream, BOS, stream.numel() - 1)
+    prefix_positions = int(sum(e - s + 1 for s, e in docs[:4].tolist()))  # inputs and targets of 4 documents
+    assert phased.guard["positions_trained"] <= prefix_positions and phased.guard["verified"]
+
+
+def test_training_before_scoring_is_caught(table):
+    model = context_model()
+    stream = multi_doc_stream()
+    docs = find_documents(stream, BOS, stream.numel() - 1)
+    guard = ScoreFirstGuard(stream.numel(), CPU)
+    sgd = torch.optim.SGD(model.parameters(), lr=0.01)
+    with pytest.raises(ScoreFirstViolation, match="reads position 1, a target that has not been scored"):
+        train_phase(model, sgd, stream, docs[:1], 64, TTTConfig(mode="docs", epochs=1), 0.01, guard, device=CPU,
+                    rank=0, world_size=1, autocast_dtype=None)
+    # An adapter that read a chunk may not score it; once reset, it has seen nothing.
+    guard.scoring(torch.arange(1, 33), slot=0)
+    guard.reading(0, 33, slot=0)
+    with pytest.raises(ScoreFirstViolation, match="target position 20 is about to be scored"):
+        guard.scoring(torch.arange(20, 40), slot=0)
+    guard.scoring(torch.arange(33, 40), slot=1)  # another document's adapter never read it
+    guard.reset_slot(0)
+    guard.scoring(torch.arange(20, 33), slot=0)
+    with pytest.raises(ScoreFirstViolation, match="not each scored exactly once"):
+        guard.commit_scored(0, 41)
+
+
+def test_lora_needs_a_head_split_and_bad_knobs_are_one_line_errors(table):
+    model = context_model()
+
+    class NoSplit(torch.nn.Module):
+        variant = "nosplit"
+
+    with pytest.raises(GolfError, match="splits its head off"):
+        BatchedLoRA(NoSplit(), 4, 2)
+    with pytest.raises(GolfError, match="lora_rank must be >= 0.*mode must be 'stream' or 'docs'"):
+        TTTConfig(mode="doc", lora_rank=-1)
+    with pytest.raises(GolfError, match="stride.*between 1 and the eval length"):
+        score_documents(model, multi_doc_stream(), table, 64, 65, TTTConfig(mode="docs"), bos_id=BOS, device=CPU)
