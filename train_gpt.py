@@ -168,6 +168,12 @@ class Hyperparameters:
     ttt_momentum = _env("TTT_MOMENTUM", 0.9, float)
     ttt_batch_seqs = _env("TTT_BATCH_SEQS", 32, int)
     ttt_grad_clip = _env("TTT_GRAD_CLIP", 1.0, float)
+    ttt_mode = _env("TTT_MODE", "stream", str)              # docs: each document alone (golf.doc_ttt)
+    ttt_doc_batch = _env("TTT_DOC_BATCH", 64, int)          # docs: documents side by side, own adapters each
+    ttt_lora_rank = _env("TTT_LORA_RANK", 8, int)           # docs: per-document LoRA rank, reset per document
+    ttt_lora_lr = _env("TTT_LORA_LR", 0.01, float)
+    ttt_prefix_docs = _env("TTT_PREFIX_DOCS", 0, int)       # docs: global SGD phases over the first N documents
+    ttt_phases = _env("TTT_PHASES", 1, int)
 
 
 # -----------------------------------------------------------------------------
@@ -760,9 +766,12 @@ def main() -> None:
         log_final(rt, f"{tag}_{plan.name}", final, f" eval_seq_len:{plan.length} stride:{plan.stride}")
         if plan.ttt is not None:
             guard = outcome.guard
-            rt.log0(f"ttt:score_first verified:1 chunks:{outcome.chunks} updates:{outcome.updates} "
-                    f"targets_scored:{guard['targets_scored']} positions_trained:{guard['positions_trained']} "
-                    f"checks:{guard['checks']}")
+            docs = "" if outcome.documents is None else (
+                f" documents:{outcome.documents} adapter_positions_read:{guard['adapter_positions_read']} "
+                "phase_bpb:" + ",".join(f"{b:.4f}" for b in outcome.phase_bpb))
+            rt.log0(f"ttt:score_first verified:1 mode:{plan.ttt.mode} chunks:{outcome.chunks} "
+                    f"updates:{outcome.updates} targets_scored:{guard['targets_scored']} "
+                    f"positions_trained:{guard['positions_trained']} checks:{guard['checks']}{docs}")
     rt.log0(eval_clock.line())
     compliance = clocks.compliance(
         bytes_model=bytes_model, bytes_code=bytes_code, max_wallclock_seconds=args.max_wallclock_seconds,
@@ -812,7 +821,9 @@ def eval_plan(args: Hyperparameters) -> EvalPlan:
     ttt = None
     if args.ttt_enabled:
         ttt = TTTConfig(chunk_tokens=args.ttt_chunk_tokens, epochs=args.ttt_epochs, lr=args.ttt_lr,
-                        momentum=args.ttt_momentum, batch_seqs=args.ttt_batch_seqs, grad_clip=args.ttt_grad_clip)
+                        momentum=args.ttt_momentum, batch_seqs=args.ttt_batch_seqs, grad_clip=args.ttt_grad_clip,
+                        mode=args.ttt_mode, doc_batch=args.ttt_doc_batch, lora_rank=args.ttt_lora_rank,
+                        lora_lr=args.ttt_lora_lr, prefix_docs=args.ttt_prefix_docs, phases=args.ttt_phases)
     return EvalPlan(args.eval_seq_len, args.eval_stride, ttt)
 
 

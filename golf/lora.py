@@ -58,6 +58,7 @@ class BatchedLoRA(nn.Module):
             self.down[k] = nn.Parameter(torch.empty(slots, fan_in, rank, device=device))
             self.up[k] = nn.Parameter(torch.empty(slots, rank, fan_out, device=device))
         self.rows = torch.arange(slots, device=device)  # which slots the current batch's rows use
+        self.active = False  # the hooks add nothing outside `logits` (a phase trains the base model alone)
         self._hooks = [module.register_forward_hook(self._hook(key(name))) for name, module in layers.items()]
         self.reset()
 
@@ -76,15 +77,19 @@ class BatchedLoRA(nn.Module):
 
     def _hook(self, k: str):
         def add_delta(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
-            return output + self.delta(k, inputs[0])
+            return output + self.delta(k, inputs[0]) if self.active else output
         return add_delta
 
     def logits(self, model: LanguageModel, input_ids: torch.Tensor) -> torch.Tensor:
         """The adapted model's soft-capped logits [rows, T, V] for inputs [rows, T] (rows use slots `self.rows`)."""
         if input_ids.size(0) != self.rows.numel():
             raise GolfError(f"LoRA batch has {self.rows.numel()} slots in use, the inputs {input_ids.size(0)} rows")
-        x = model.hidden(input_ids)
-        return model.project(x, extra=self.delta("head", x))
+        self.active = True
+        try:
+            x = model.hidden(input_ids)
+            return model.project(x, extra=self.delta("head", x))
+        finally:
+            self.active = False
 
     def detach(self) -> None:
         """Remove the hooks: the model is the base model again."""

@@ -126,6 +126,10 @@ def test_phases_train_the_shared_weights_only_on_scored_documents(table):
     docs = find_documents(stream, BOS, stream.numel() - 1)
     prefix_positions = int(sum(e - s + 1 for s, e in docs[:4].tolist()))  # inputs and targets of 4 documents
     assert phased.guard["positions_trained"] <= prefix_positions and phased.guard["verified"]
+    both = run_plan(model, stream, table, docs_plan(epochs=1, **{**knobs, "lora_rank": 4}), batch_windows=8, device=CPU)
+    # Adapters and phases together (the adapters are off while a phase trains the shared weights).
+    assert both.phase_bpb[0] != still.phase_bpb[0] and both.guard["adapter_positions_read"] > 0
+    assert both.updates > phased.updates and both.guard["positions_trained"] == phased.guard["positions_trained"]
 
 
 def test_training_before_scoring_is_caught(table):

@@ -159,7 +159,8 @@ DDP_WORKER = Path(__file__).with_name("ddp_eval_worker.py")
 
 @pytest.mark.slow
 def test_two_process_ddp_equals_one_process(tmp_path):
-    """Sliding eval and score-first TTT under a real 2-process torchrun (gloo) give the 1-process numbers."""
+    """Sliding eval, score-first TTT and document TTT under a real 2-process torchrun (gloo) give the
+    1-process numbers."""
     import json
     import subprocess
 
@@ -173,8 +174,10 @@ def test_two_process_ddp_equals_one_process(tmp_path):
                               timeout=600, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-3000:]
         out[nproc] = json.loads(path.read_text())
-    for kind in ("sliding", "ttt"):
+    for kind in ("sliding", "ttt", "docs"):
         one, two = out[1][kind], out[2][kind]
         assert (one["tokens"], one["bytes"]) == (two["tokens"], two["bytes"])
         assert two["val_bpb"] == pytest.approx(one["val_bpb"], abs=1e-6)
-    assert out[2]["ttt"]["score_first"]["verified"] is True
+        assert two.get("ttt_phase_bpb") == pytest.approx(one.get("ttt_phase_bpb"), abs=1e-6)
+    assert out[2]["ttt"]["score_first"]["verified"] is True and out[2]["docs"]["score_first"]["verified"] is True
+    assert out[2]["docs"]["ttt_updates"] > 0 and out[2]["docs"]["score_first"]["positions_trained"] > 0

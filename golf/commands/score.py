@@ -18,6 +18,8 @@ EPILOG = """examples:
   golf score model.golf --max-tokens 100000 --audit
   golf score model.golf --eval-len 2048 --stride 64       # sliding windows, as the records score
   golf score model.golf --stride 64 --ttt --ttt-epochs 3  # + score-first test-time training
+  golf score model.golf --eval-len 1024 --stride 256 --ttt-mode docs --ttt-lora-rank 8   # per-document LoRA TTT
+  golf score model.golf --stride 256 --ttt-mode docs --ttt-prefix-docs 2000 --ttt-phases 3   # + global SGD phases
   golf score records/track_non_record_16mb/<date>_<name>    # check a record, re-score its artifacts
   golf score runs/mdlm --samples 4 --seed 7       # a masked-diffusion NELBO (bound) with 4 draws per window
   golf score runs/mdlm --mdlm-score chain --max-tokens 8193   # its exact left-to-right chain rule
@@ -37,7 +39,12 @@ Sliding windows (--stride S < --eval-len L) score every target once, each window
 so each token has at least L - S tokens of left context; they need an exact, causal score (a
 `bound` model is refused). --ttt trains a copy of the model on each chunk of val tokens right
 after scoring it (score-first: no token is scored by weights that have seen it, checked on every
-run). The eval clock (read, build, score) is reported against the 600 s evaluation cap.
+run). --ttt-mode docs scores each document (cut at BOS tokens) alone instead, S targets at a
+time from at most L tokens of its own text; a rank-r LoRA per document takes one Adam step on
+each chunk after scoring it and is reset for the next document; with --ttt-prefix-docs N, the
+shared weights take SGD phases over the first N documents once they are scored (the LoRA-TTT
+and phased-TTT records' methods; --ttt-lora-rank 0 alone is document-isolated sliding windows).
+The eval clock (read, build, score) is reported against the 600 s evaluation cap.
 
 The artifact is treated as hostile: what is decompressed, parsed and built is bounded by
 docs/limits.md, and a non-finite score is an error (exit 2), never printed as a result."""
@@ -51,6 +58,14 @@ TTT_KNOBS = (
     ("momentum", float, "SGD momentum (default 0.9)"),
     ("batch_seqs", int, "training windows per update (default 32)"),
     ("grad_clip", float, "max gradient norm, 0 = none (default 1.0)"),
+    ("mode", str, "stream: train every weight on chunks of the val stream (default); docs: score each document "
+     "alone, --stride targets at a time, with a per-document LoRA and optional global SGD phases"),
+    ("doc_batch", int, "docs: documents scored side by side, each with its own adapters (default 64)"),
+    ("lora_rank", int, "docs: rank of the per-document LoRA on queries, values and head, reset per document; "
+     "0 = none (default 8)"),
+    ("lora_lr", float, "docs: Adam learning rate of the adapters, one step per chunk (default 0.01)"),
+    ("prefix_docs", int, "docs: global SGD (the knobs above) after the first N documents are scored (default 0)"),
+    ("phases", int, "docs: cut the prefix into this many SGD phases (default 1)"),
 )
 
 
@@ -192,9 +207,12 @@ def print_report(r: dict) -> None:
     print(f"windows    eval length {r['seq_len']}, {windows}")
     if r.get("ttt"):
         guard = r["score_first"]
-        print(f"ttt        score-first: {r['ttt_chunks']} chunks, {r['ttt_updates']} updates "
+        print(f"ttt        score-first ({r['ttt']['mode']}): {r['ttt_chunks']} chunks, {r['ttt_updates']} updates "
               f"({r['ttt_train_seconds']:.1f}s training); order checked: {guard['targets_scored']:,} targets "
               f"scored before any update read them ({guard['checks']} checks)")
+        if r.get("ttt_documents") is not None:
+            phases = ", ".join(f"{b:.4f}" for b in r["ttt_phase_bpb"])
+            print(f"documents  {r['ttt_documents']:,} scored alone; bpb by phase (then the rest): {phases}")
     if r.get("byte_rule_note"):
         print(f"note       {r['byte_rule_note']}")
     print(f"seconds    {r['seconds']:.2f} ({r['tokens_per_s']:,.0f} tokens/s on {r['device']})")
