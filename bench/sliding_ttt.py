@@ -1,4 +1,4 @@
-"""What sliding windows and score-first TTT do to a trained model's bpb, and what they cost.
+"""What sliding windows, score-first TTT and document TTT do to a trained model's bpb, and what they cost.
 
 Scores one artifact (a `golf demo` run's model.golf) on the embedded val split with the one
 evaluation path (golf.evalplan.run_plan), under several plans, all on the same scored targets
@@ -9,6 +9,12 @@ Scores without TTT are timed best of `--repeats` after one warm-up pass (machine
 adds time); a TTT plan is run once.
 
     python bench/sliding_ttt.py runs/demo18 --out bench/results/sliding_ttt.json
+    python bench/sliding_ttt.py runs/demo18 --out bench/results/doc_ttt.json \
+        --only "sliding L=256 S=64,docs L=256 S=64,docs+lora L=256 S=64,docs+phases L=256 S=64,docs+lora+phases L=256 S=64"
+
+The document plans (golf.doc_ttt) score each document alone, S targets at a time; "+lora" adds the
+per-document adapters, "+phases" SGD phases of the shared weights over the first --prefix-docs
+documents.
 """
 
 from __future__ import annotations
@@ -37,6 +43,11 @@ def main() -> int:
     parser.add_argument("--ttt-chunk-tokens", type=int, default=32_768)
     parser.add_argument("--ttt-epochs", type=int, default=3)
     parser.add_argument("--ttt-lr", type=float, default=0.002)
+    parser.add_argument("--lora-rank", type=int, default=8, help="document TTT: per-document LoRA rank")
+    parser.add_argument("--lora-lr", type=float, default=0.01)
+    parser.add_argument("--doc-batch", type=int, default=64)
+    parser.add_argument("--prefix-docs", type=int, default=20, help="document TTT: SGD phases over this many documents")
+    parser.add_argument("--phases", type=int, default=2)
     parser.add_argument("--only", default="", help="comma-separated plan names to run (default: all)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs of each plan without TTT (best kept)")
     parser.add_argument("--out", type=Path, default=None)
@@ -49,6 +60,10 @@ def main() -> int:
     long = 2 * train_len
     tokens = load_val_tokens(find_shards(embedded.shards_dir(), "val"), long)  # a multiple of 2L: same targets
     ttt = TTTConfig(chunk_tokens=args.ttt_chunk_tokens, epochs=args.ttt_epochs, lr=args.ttt_lr)
+
+    def docs(**knobs) -> TTTConfig:  # document TTT; its SGD phases take the stream TTT's epochs and LR
+        return TTTConfig(**{**dict(epochs=args.ttt_epochs, lr=args.ttt_lr, mode="docs", lora_rank=args.lora_rank,
+                                   lora_lr=args.lora_lr, doc_batch=args.doc_batch), **knobs})
     plans = {
         f"plain L={train_len}": EvalPlan(train_len, train_len),
         f"sliding L={train_len} S={args.stride}": EvalPlan(train_len, args.stride),
@@ -56,6 +71,12 @@ def main() -> int:
         f"sliding L={long} S={args.stride}": EvalPlan(long, args.stride),
         f"ttt plain L={train_len}": EvalPlan(train_len, train_len, ttt),
         f"ttt sliding L={train_len} S={args.stride}": EvalPlan(train_len, args.stride, ttt),
+        f"docs L={train_len} S={args.stride}": EvalPlan(train_len, args.stride, docs(lora_rank=0)),
+        f"docs+lora L={train_len} S={args.stride}": EvalPlan(train_len, args.stride, docs()),
+        f"docs+phases L={train_len} S={args.stride}": EvalPlan(
+            train_len, args.stride, docs(lora_rank=0, prefix_docs=args.prefix_docs, phases=args.phases)),
+        f"docs+lora+phases L={train_len} S={args.stride}": EvalPlan(
+            train_len, args.stride, docs(prefix_docs=args.prefix_docs, phases=args.phases)),
     }
     wanted = set(filter(None, args.only.split(",")))
     device = torch.device("cpu")
@@ -78,7 +99,8 @@ def main() -> int:
                "seconds": round(seconds, 1)}
         if plan.ttt is not None:
             row.update(ttt_train_seconds=round(outcome.train_seconds, 1), ttt_chunks=outcome.chunks,
-                       ttt_updates=outcome.updates, score_first=outcome.guard)
+                       ttt_updates=outcome.updates, score_first=outcome.guard, documents=outcome.documents,
+                       phase_bpb=outcome.phase_bpb)
         rows.append(row)
         ref = rows[0]
         row["gain_vs_plain"] = row["val_bpb"] - ref["val_bpb"]

@@ -393,3 +393,22 @@ def test_a_score_logged_with_eval_time_zero_is_warned_as_untimed(tmp_path):
     report = check_record(make_folder(tmp_path, logs, sub(val_bpb=MEAN), readme=f"{MEAN:.4f}\n"))
     assert has(report["warnings"], "train_seed7.log: final_int8_zlib_roundtrip logs eval_time:0ms: its evaluation was not timed")
     assert sum("eval_time:0ms" in w for w in report["warnings"]) == 1
+
+
+def test_readme_figures_of_runs_are_held_to_the_logs_at_their_own_precision(tmp_path):
+    logs = {f"train_seed{s}.log": baseline_log(s, b) for s, b in BPBS.items()}  # 12,000 steps, 15,000,000-byte model
+    seeds = sorted(BPBS)
+    rows = [f"| {seeds[0]} | 12,000 | 15.00 MB |", f"| {seeds[1]} | ~12,000 | 14.31 MiB |",
+            f"| **{seeds[2]}** | 12,005 | ~15,100,000 |"]
+    readme = "\n".join([f"# A record\n{MEAN:.4f} bpb. Artifact: ~14.3 MB (the model).\n",
+                        "| Seed | Steps | Artifact size |", "|---|---|---|", *rows, "| Mean | 12,002 | |", "",
+                        f"All runs on 8xH100; `train_seed{seeds[0]}.log` is on 2xH100.\n"])
+    report = check_record(make_folder(tmp_path, logs, sub(val_bpb=MEAN), readme=readme))
+    readme_warnings = [w for w in report["warnings"] if w.startswith("README.md")]
+    assert report["ok"] and len(readme_warnings) == 3, readme_warnings
+    assert has(readme_warnings, f"seed {seeds[2]}'s steps as '12,005'; the logs show train_seed{seeds[2]}.log 12,000")
+    assert has(readme_warnings, f"seed {seeds[2]}'s artifact size as '~15,100,000'")  # ±50,000 misses 15,000,000
+    assert has(readme_warnings, f"train_seed{seeds[0]}.log ran on 2×H100; it logs world_size 8")
+    wrong = readme.replace("~14.3 MB", "15.2 MB")  # neither 15.0 MB nor 14.3 MiB
+    report = check_record(make_folder(tmp_path / "b", logs, sub(val_bpb=MEAN), readme=wrong))
+    assert has(report["warnings"], "README.md says 'Artifact: 15.2 MB'; no log's artifact is that size")

@@ -234,7 +234,8 @@ def check_record(folder: Path) -> dict[str, Any]:
     if ledger.headroom < 0 or any(f.bytes_total is not None and f.bytes_total > CAP_BYTES for f in logs):
         refuted.add("cap")
     rules.check_compliance(data, refuted, findings)
-    check_readme(readme, schema.as_number(schema.claimed(data, "val_bpb")[0]), {p.name for p in files}, findings)
+    check_readme(readme, schema.as_number(schema.claimed(data, "val_bpb")[0]), {p.name for p in files}, logs,
+                 findings)
     return {"command": "pack --check", "folder": str(folder), "ok": not findings.errors, "track": track,
             "problems": findings.errors, "warnings": findings.warnings, "notes": findings.notes,
             "ledger": ledger.as_dict(), "code": counted.as_dict(script.name if script else None),

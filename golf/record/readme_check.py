@@ -1,7 +1,7 @@
 """README.md against the rest of the folder: it should state the score submission.json claims,
 the scripts its commands run (`torchrun … X.py`, `bash X.sh`) should be in the folder, since
 a record must run from inside its folder, and a size it gives twice ("N bytes (X MB)") should be
-one size."""
+one size, and its figures of runs (golf.record.readme_logs) should be what the logs show."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import math
 import re
 
 from golf.record.findings import Findings
+from golf.record.logs import LogFacts
+from golf.record.readme_logs import readme_run_figures
 
 _RUNS = re.compile(r"(?:torchrun\b[^\n`]*?|\bbash\s+)(?P<path>[\w./-]+\.(?:py|sh))\b")
 _BPB_FIGURE = re.compile(r"(?i)bpb\b\W{0,6}(\d\.\d{3,8})|(\d\.\d{3,8})\W{0,4}bpb\b")
@@ -34,7 +36,7 @@ def _inconsistent_sizes(readme: str) -> list[str]:
     return found
 
 
-def check_readme(readme: str, claim: float | None, files: set[str], findings: Findings) -> None:
+def check_readme(readme: str, claim: float | None, files: set[str], logs: list[LogFacts], findings: Findings) -> None:
     readme = readme.replace("\\_", "_")  # markdown escapes: train\_gpt.py
     if claim is not None and not any(figure in readme for figure in _figures(claim)):
         first = _BPB_FIGURE.search(readme)
@@ -43,5 +45,5 @@ def check_readme(readme: str, claim: float | None, files: set[str], findings: Fi
     missing = {m["path"]: None for m in _RUNS.finditer(readme) if m["path"].rsplit("/", 1)[-1] not in files}
     for path in missing:
         findings.warn(f"README.md runs {path}, which is not in the folder")
-    for problem in _inconsistent_sizes(readme):
+    for problem in _inconsistent_sizes(readme) + readme_run_figures(readme, logs):
         findings.warn(problem)
