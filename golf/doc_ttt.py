@@ -46,7 +46,7 @@ from golf.models.base import LanguageModel
 from golf.score import ScoreResult
 from golf.scorefirst import ScoreFirstGuard, distributed
 from golf.sliding import require_causal_exact
-from golf.ttt import TTTConfig, TTTResult, sum_over_ranks
+from golf.ttt import TTTConfig, TTTResult, shared_step
 
 
 def find_documents(tokens: torch.Tensor, bos_id: int, end: int) -> torch.Tensor:
@@ -258,11 +258,7 @@ def train_phase(model: LanguageModel, optimizer: torch.optim.Optimizer, tokens: 
                     nats = model.score(windows).nats.float()
                 total = sum(b - a for a, b in batch)  # the mean over the whole batch's targets, all ranks
                 ((nats * mask).sum() / total).backward()
-            if world_size > 1 and distributed():
-                sum_over_ranks(params)
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
+            shared_step(optimizer, params, config, world_size)
             updates += 1
     model.eval()
     for p in params:

@@ -137,14 +137,20 @@ def train_on_chunk(model: LanguageModel, optimizer: torch.optim.Optimizer, strea
                 with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                     loss = model.loss(rows)
                 (loss * (mine.numel() / batch.numel())).backward()  # the mean over the whole batch
-            if world_size > 1 and distributed():
-                sum_over_ranks(params)
-            if config.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            optimizer.step()
+            shared_step(optimizer, params, config, world_size)
             updates += 1
     model.eval()
     return updates
+
+
+def shared_step(optimizer: torch.optim.Optimizer, params: list[torch.nn.Parameter], config: TTTConfig,
+                world_size: int) -> None:
+    """One update of weights every rank shares: gradients summed over ranks, clipped, stepped."""
+    if world_size > 1 and distributed():
+        sum_over_ranks(params)
+    if config.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+    optimizer.step()
 
 
 def sum_over_ranks(params: list[torch.nn.Parameter]) -> None:
