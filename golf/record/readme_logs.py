@@ -22,7 +22,8 @@ from collections.abc import Iterable
 from golf.record.logs import LogFacts
 
 _SEPARATOR = re.compile(r"^\s*\|[\s:|-]+\|\s*$")
-_NUMBER = re.compile(r"^(?P<approx>~)?\s*(?P<digits>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<decimals>\d+))?\s*(?P<unit>MB|MiB|bytes|B)?$")
+_NUMBER = re.compile(r"^(?P<approx>~)?\s*(?P<digits>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<decimals>\d+))?"
+                     r"\s*(?P<unit>MB|MiB|bytes|B)?$")
 _PROSE_SIZE = re.compile(r"(?i)\bartifact(?: size)?\s*[:=]\s*(?P<figure>~?\d+(?:\.\d+)?\s*MB)\b")
 _LOG_HARDWARE = re.compile(r"`?(?P<log>[\w.-]+\.(?:txt|log))`?[^\n.;]{0,30}?\b(?P<n>\d+)\s*[x×]\s*H100")
 
