@@ -769,9 +769,9 @@ def main() -> None:
             docs = "" if outcome.documents is None else (
                 f" documents:{outcome.documents} adapter_positions_read:{guard['adapter_positions_read']} "
                 "phase_bpb:" + ",".join(f"{b:.4f}" for b in outcome.phase_bpb))
-            rt.log0(f"ttt:score_first verified:1 mode:{plan.ttt.mode} chunks:{outcome.chunks} "
-                    f"updates:{outcome.updates} targets_scored:{guard['targets_scored']} "
-                    f"positions_trained:{guard['positions_trained']} checks:{guard['checks']}{docs}")
+            rt.log0(f"ttt:score_first verified:1 chunks:{outcome.chunks} updates:{outcome.updates} "
+                    f"targets_scored:{guard['targets_scored']} positions_trained:{guard['positions_trained']} "
+                    f"checks:{guard['checks']} mode:{plan.ttt.mode}{docs}")
     rt.log0(eval_clock.line())
     compliance = clocks.compliance(
         bytes_model=bytes_model, bytes_code=bytes_code, max_wallclock_seconds=args.max_wallclock_seconds,

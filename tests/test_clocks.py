@@ -65,6 +65,13 @@ def test_golf_score_reproduces_the_trainer_plan_by_default(capped_run, capsys):
                     "--json", "--no-progress"]) == 0
     plain = json.loads(capsys.readouterr().out)
     assert plain["val_bpb"] == pytest.approx(result["evals"]["roundtrip"]["val_bpb"], abs=1e-9)
+    # Document TTT on the same artifact: the same targets, each document alone, the order proven.
+    assert run_cli(["score", str(capped_run), "--max-tokens", "4096", "--ttt-mode", "docs", "--ttt-lora-rank", "4",
+                    "--json", "--no-progress"]) == 0
+    docs = json.loads(capsys.readouterr().out)
+    assert docs["ttt"]["mode"] == "docs" and docs["ttt"]["lora_rank"] == 4 and docs["ttt_documents"] >= 1
+    assert (docs["tokens"], docs["bytes"]) == (result["tokens"], result["bytes"]) and docs["score_first"]["verified"]
+    assert docs["score_first"]["adapter_positions_read"] > 0 and docs["val_bpb"] != scored["val_bpb"]
 
 
 def test_compliance_verdicts():
