@@ -61,7 +61,7 @@ def find_documents(tokens: torch.Tensor, bos_id: int, end: int) -> torch.Tensor:
 def phase_bounds(n_docs: int, prefix_docs: int, phases: int) -> list[int]:
     """Document indices where each phase ends (global SGD follows), then the end of the stream."""
     prefix = min(prefix_docs, n_docs)
-    cuts = sorted({round(prefix * k / phases) for k in range(1, phases + 1)} - {0}) if prefix else []
+    cuts = sorted({prefix * k // phases for k in range(1, phases + 1)} - {0}) if prefix else []
     return cuts + ([n_docs] if not cuts or cuts[-1] < n_docs else [])
 
 

@@ -52,7 +52,8 @@ def test_documents_tile_the_stream_targets():
     assert covered.tolist() == list(range(1, 10))
     no_bos_first = find_documents(torch.tensor([4, 5, 1, 6, 7]), BOS, 4)
     assert no_bos_first.tolist() == [[0, 2], [2, 4]]
-    assert phase_bounds(10, 4, 2) == [2, 4, 10] and phase_bounds(10, 0, 3) == [10] and phase_bounds(3, 9, 2) == [2, 3]
+    assert phase_bounds(50_000, 2000, 3) == [666, 1333, 2000, 50_000]  # the phased record's cuts
+    assert phase_bounds(10, 4, 2) == [2, 4, 10] and phase_bounds(10, 0, 3) == [10] and phase_bounds(3, 9, 2) == [1, 3]
 
 
 def test_chunk_windows_stay_inside_their_document():
