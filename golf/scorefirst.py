@@ -78,8 +78,18 @@ class ScoreFirstGuard:
         if slot is None:
             self._read_here.append((a, b))
         else:
-            self._slot_reads.setdefault(slot, []).append((a, b))
+            self._merge_slot_read(slot, a, b)
             self.adapter_reads += b - a
+
+    def _merge_slot_read(self, slot: int, a: int, b: int) -> None:
+        """Add [a, b) to the slot's reads, merged with a range it overlaps or touches: a document's
+        chunk windows overlap, so its adapter's reads stay one range and each check costs O(1)."""
+        reads = self._slot_reads.setdefault(slot, [])
+        for i, (lo, hi) in enumerate(reads):
+            if a <= hi and lo <= b:
+                reads[i] = (min(a, lo), max(b, hi))
+                return
+        reads.append((a, b))
 
     def reset_slot(self, slot: int) -> None:
         """Adapter `slot` was reset: it has seen nothing."""
