@@ -30,6 +30,7 @@ over ranks; the sums are all-reduced at the end.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 
@@ -75,23 +76,44 @@ class DocumentWindows:
         self.chunks = (self.targets + chunk - 1) // chunk
 
     def window(self, d: int, c: int) -> tuple[int, int, int]:
-        """(a, b, first): chunk c of document d reads stream positions [a, b] and scores b-first+1..b."""
+        """(a, b, first): chunk c of document d reads stream positions [a, b] and scores first..b."""
         s, n = int(self.docs[d, 0]), int(self.targets[d])
         last = min((c + 1) * self.chunk, n)
         return s + max(0, last - self.length), s + last, s + c * self.chunk + 1
 
-    def batch(self, tokens: torch.Tensor, rows: list[int], c: int) -> tuple[torch.Tensor, torch.Tensor, list]:
-        """Right-padded windows [R, W + 1] of chunk c of documents `rows`, the mask [R, W] of the targets
-        each scores, and each one's (a, b, first). Padding sits after every real token: a causal model's
-        real positions never see it."""
+    def batch(self, tokens: torch.Tensor, rows: list[int], c: int) -> ChunkBatch:
+        """Chunk c of documents `rows`, right-padded. Padding sits after every real token: a causal
+        model's real positions never see it."""
         spans = [self.window(d, c) for d in rows]
         width = max(b - a for a, b, _ in spans)
         windows = torch.zeros(len(rows), width + 1, dtype=tokens.dtype)
-        mask = torch.zeros(len(rows), width, dtype=torch.bool)
+        index = torch.zeros(len(rows), self.chunk, dtype=torch.int64)
+        valid = torch.zeros(len(rows), self.chunk, dtype=torch.bool)
         for i, (a, b, first) in enumerate(spans):
             windows[i, :b - a + 1] = tokens[a:b + 1]
-            mask[i, first - a - 1:b - a] = True
-        return windows, mask, spans
+            index[i] = first - a - 1 + torch.arange(self.chunk).clamp(max=b - first)
+            valid[i, :b - first + 1] = True
+        starts = torch.tensor([a for a, _, _ in spans])
+        return ChunkBatch(windows, index, valid, starts, spans)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ChunkBatch:
+    windows: torch.Tensor  # [R, W + 1] tokens
+    index: torch.Tensor  # [R, C]: where in its window each row's scored targets are (repeats past the last)
+    valid: torch.Tensor  # [R, C]: which of those are real targets
+    starts: torch.Tensor  # [R]: the stream position of each window's first token
+    spans: list[tuple[int, int, int]]  # (a, b, first) per row
+
+
+def balance(costs: list[int], world_size: int) -> list[list[int]]:
+    """Indices of `costs` per rank, each item to the least-loaded rank, costliest first (the same on every rank)."""
+    loads, shares = [0] * world_size, [[] for _ in range(world_size)]
+    for i in sorted(range(len(costs)), key=lambda i: -costs[i]):
+        r = loads.index(min(loads))
+        loads[r] += costs[i]
+        shares[r].append(i)
+    return [sorted(share) for share in shares]
 
 
 def score_documents(model: LanguageModel, tokens: torch.Tensor, table: ByteTable, length: int, stride: int,
@@ -107,6 +129,9 @@ def score_documents(model: LanguageModel, tokens: torch.Tensor, table: ByteTable
     end = usable_tokens(tokens.numel(), length, "the validation token stream") - 1
     if sidecar is not None and sidecar.numel() < end + 1:
         raise GolfError(f"byte sidecar covers {sidecar.numel()} positions, the scored stream {end + 1}")
+    if not bool((tokens[:end + 1] == bos_id).any()):
+        raise GolfError(f"document TTT: the val stream holds no BOS (id {bos_id}), so it has no documents to "
+                        "isolate; is the model's bos_id the tokenizer's?")
     require_causal_exact(model, tokens[:length + 1][None].to(device), what="document TTT",
                          autocast_dtype=autocast_dtype)
     model = copy.deepcopy(model).eval()  # the caller's weights stay as they were
@@ -119,17 +144,21 @@ def score_documents(model: LanguageModel, tokens: torch.Tensor, table: ByteTable
                             autocast_dtype=autocast_dtype, sidecar=sidecar)
     sgd = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
     bounds = phase_bounds(len(docs), config.prefix_docs, config.phases)
-    n_phases = len(bounds) - 1  # phases followed by global SGD (the last part is never trained on)
-    sums = torch.zeros(len(bounds), 3, dtype=torch.float64, device=device)  # nats, tokens, bytes per part
-    updates, train_s, lo = 0, 0.0, 0
-    n_batches = sum(math.ceil((hi - lo) / config.doc_batch) for lo, hi in zip([0, *bounds], bounds))
-    bar = tqdm(total=n_batches, desc="doc ttt", unit="batch", disable=not progress or rank != 0 or None, leave=False)
-    for part, hi in enumerate(bounds):
+    n_phases = len(bounds) - 1  # parts followed by global SGD (the last part is never trained on)
+    parts = []
+    for lo, hi in zip([0, *bounds], bounds):
         order = lo + torch.argsort(plan.targets[lo:hi], descending=True, stable=True)  # like lengths together
         groups = [order[i:i + config.doc_batch].tolist() for i in range(0, hi - lo, config.doc_batch)]
-        for group in groups[rank::world_size]:  # round robin: every rank gets long and short documents
+        costs = [len(g) * int(plan.chunks[g].max()) for g in groups]  # padded chunk-rows: the batch's work
+        parts.append((lo, hi, [groups[i] for i in balance(costs, world_size)[rank]]))
+    sums = torch.zeros(len(bounds), 3, dtype=torch.float64, device=device)  # nats, tokens, bytes per part
+    phase_updates, phase_s = 0, 0.0
+    bar = tqdm(total=sum(len(mine) for *_, mine in parts), desc="doc ttt", unit="batch",
+               disable=not progress or rank != 0 or None, leave=False)
+    for part, (lo, hi, mine) in enumerate(parts):
+        for group in mine:
             sums[part] += scorer.run(group)
-            bar.update(min(world_size, len(groups)))
+            bar.update()
         expected = torch.zeros(tokens.numel(), dtype=torch.bool)
         for s, e in docs[lo:hi].tolist():
             expected[s + 1:e + 1] = True
@@ -137,21 +166,28 @@ def score_documents(model: LanguageModel, tokens: torch.Tensor, table: ByteTable
         if part < n_phases and config.epochs:
             t0 = time.perf_counter()
             lr = config.lr * 0.5 * (1 + math.cos(math.pi * part / max(n_phases, 1)))
-            updates += train_phase(model, sgd, tokens, docs[lo:hi], length, config, lr, scorer.guard,
-                                   device=device, rank=rank, world_size=world_size, autocast_dtype=autocast_dtype)
+            phase_updates += train_phase(model, sgd, tokens, docs[lo:hi], length, config, lr, scorer.guard,
+                                         device=device, rank=rank, world_size=world_size,
+                                         autocast_dtype=autocast_dtype)
             scorer.guard.commit_trained()
-            train_s += time.perf_counter() - t0
-        lo = hi
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # the phase's kernels finish inside its timer
+            phase_s += time.perf_counter() - t0
     bar.close()
+    counts = torch.tensor([scorer.updates, scorer.guard.adapter_reads, scorer.guard.checks], device=device)
     if distributed():
         dist.all_reduce(sums)
+        dist.all_reduce(counts)  # every rank's adapter steps, reads and checks
     total = sums.sum(0)
     seconds = time.perf_counter() - start
     score = ScoreResult(nats_sum=float(total[0]), tokens=int(total[1]), bytes=int(total[2]), label="exact",
                         seconds=seconds)
+    lora_updates, adapter_reads, checks = (int(v) for v in counts.tolist())
+    guard = {**scorer.guard.summary(), "adapter_positions_read": adapter_reads, "checks": checks}
     phase_bpb = [float(n / math.log(2) / b) if b else math.nan for n, _, b in sums.tolist()]
-    return TTTResult(score, int(plan.chunks.sum()), updates + scorer.updates, seconds - train_s - scorer.train_seconds,
-                     train_s + scorer.train_seconds, scorer.guard.summary(), documents=len(docs), phase_bpb=phase_bpb)
+    # The adapters train inside the scoring pass (one forward serves both): their time counts as scoring.
+    return TTTResult(score, int(plan.chunks.sum()), lora_updates + phase_updates, seconds - phase_s, phase_s,
+                     guard, documents=len(docs), phase_bpb=phase_bpb, longest_document=int(plan.targets.max()))
 
 
 class DocumentScorer:
@@ -164,16 +200,17 @@ class DocumentScorer:
         self.model, self.lora, self.tokens, self.table, self.plan = model, lora, tokens, table, plan
         self.config, self.device, self.autocast_dtype, self.sidecar = config, device, autocast_dtype, sidecar
         self.guard = ScoreFirstGuard(tokens.numel(), device)
-        self.updates, self.train_seconds = 0, 0.0
+        self.updates = 0  # adapter steps (this rank)
 
-    def nats(self, windows: torch.Tensor) -> torch.Tensor:
-        """Per-target nats [R, W] of the (adapted) model on windows [R, W + 1]."""
+    def nats(self, windows: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Nats [R, C] of the targets `index` picks in each window [R, W + 1], by the (adapted) model.
+        With adapters the head runs at those positions only (at most C of the window's W)."""
+        targets = windows[:, 1:].gather(1, index)
         with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
             if self.lora is None:
-                return self.model.score(windows).nats.float()
-            logits = self.lora.logits(self.model, windows[:, :-1])
-        return F.cross_entropy(logits.float().flatten(0, 1), windows[:, 1:].flatten(),
-                               reduction="none").view(windows.size(0), -1)
+                return self.model.score(windows).nats.float().gather(1, index)
+            logits = self.lora.logits(self.model, windows[:, :-1], index)
+        return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none").view_as(index)
 
     def run(self, group: list[int]) -> torch.Tensor:
         """Score documents `group` (at most doc_batch); returns (nats, tokens, bytes) summed."""
@@ -187,42 +224,41 @@ class DocumentScorer:
         slot_of = {d: i for i, d in enumerate(group)}
         for c in range(int(self.plan.chunks[group].max())):
             rows = [d for d in group if int(self.plan.chunks[d]) > c]
-            windows, mask, spans = self.plan.batch(self.tokens, rows, c)
-            for d, (a, b, first) in zip(rows, spans):
-                self.guard.scoring(torch.arange(first, b + 1), slot=slot_of[d])
-            learn = [i for i, d in enumerate(rows) if c + 1 < int(self.plan.chunks[d])]
+            slots = [slot_of[d] for d in rows]  # the adapter each row uses, and the guard checks
+            batch = self.plan.batch(self.tokens, rows, c)
+            for slot, (a, b, first) in zip(slots, batch.spans):
+                self.guard.scoring(torch.arange(first, b + 1), slot=slot)
+            learn = torch.tensor([c + 1 < int(self.plan.chunks[d]) for d in rows])
             if self.lora is not None:
-                self.lora.rows = torch.tensor([slot_of[d] for d in rows], device=self.device)
-            windows, mask = windows.to(self.device), mask.to(self.device)
-            with torch.set_grad_enabled(optimizer is not None and bool(learn)):
-                nats = self.nats(windows)
-            sums += self.tally(windows, mask, nats.detach(), spans)
-            if optimizer is None or not learn:
+                self.lora.rows = torch.tensor(slots).to(self.device, non_blocking=True)
+            windows = batch.windows.to(self.device, non_blocking=True)
+            index = batch.index.to(self.device, non_blocking=True)
+            valid = batch.valid.to(self.device, non_blocking=True)
+            with torch.set_grad_enabled(optimizer is not None and bool(learn.any())):
+                nats = self.nats(windows, index)
+            sums += self.tally(batch, windows, index, valid, nats.detach())
+            if optimizer is None or not bool(learn.any()):
                 continue
-            t0 = time.perf_counter()
-            for i in learn:
-                a, b, _ = spans[i]
-                self.guard.reading(a, b + 1, slot=slot_of[rows[i]])
+            for slot, (a, b, _), more in zip(slots, batch.spans, learn.tolist()):
+                if more:
+                    self.guard.reading(a, b + 1, slot=slot)
             # Each document's own mean loss over its chunk, summed: no document's gradient involves another's.
-            keep = torch.zeros(len(rows), 1, device=self.device)
-            keep[learn] = 1.0
-            loss = ((nats * mask).sum(1, keepdim=True) / mask.sum(1, keepdim=True) * keep).sum()
+            keep = learn.to(self.device, torch.float32, non_blocking=True)
+            per_row = (nats * valid).sum(1) / valid.sum(1)
             optimizer.zero_grad(set_to_none=False)
-            loss.backward()
+            (per_row * keep).sum().backward()
             optimizer.step()
             self.updates += 1
-            self.train_seconds += time.perf_counter() - t0
         return sums
 
-    def tally(self, windows: torch.Tensor, mask: torch.Tensor, nats: torch.Tensor, spans: list) -> torch.Tensor:
-        """(nats, tokens, bytes) of the masked targets; bytes from the sidecar when there is one."""
+    def tally(self, batch: ChunkBatch, windows: torch.Tensor, index: torch.Tensor, valid: torch.Tensor,
+              nats: torch.Tensor) -> torch.Tensor:
+        """(nats, tokens, bytes) of the valid targets; bytes from the sidecar when there is one."""
         if self.sidecar is None:
-            nbytes = window_bytes(self.table, windows)
+            nbytes = window_bytes(self.table, windows).gather(1, index)
         else:
-            nbytes = torch.zeros_like(mask, dtype=torch.int64)
-            for i, (a, b, _) in enumerate(spans):
-                nbytes[i, :b - a] = self.sidecar[a + 1:b + 1].to(self.device, torch.int64)
-        return torch.stack((nats[mask].double().sum(), mask.sum().double(), nbytes[mask].double().sum()))
+            nbytes = self.sidecar[batch.starts[:, None] + 1 + batch.index].to(self.device, torch.int64)
+        return torch.stack(((nats.double() * valid).sum(), valid.sum().double(), (nbytes.double() * valid).sum()))
 
 
 def train_phase(model: LanguageModel, optimizer: torch.optim.Optimizer, tokens: torch.Tensor, docs: torch.Tensor,
@@ -256,8 +292,9 @@ def train_phase(model: LanguageModel, optimizer: torch.optim.Optimizer, tokens: 
                 windows, mask = windows.to(device), mask.to(device)
                 with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                     nats = model.score(windows).nats.float()
-                total = sum(b - a for a, b in batch)  # the mean over the whole batch's targets, all ranks
-                ((nats * mask).sum() / total).backward()
+                # Per target of a full batch (batch_seqs windows of L): a batch of short document tails
+                # takes a step as small as its tokens, not one as large as a full batch's.
+                ((nats * mask).sum() / (config.batch_seqs * length)).backward()
             shared_step(optimizer, params, config, world_size)
             updates += 1
     model.eval()

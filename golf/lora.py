@@ -2,8 +2,8 @@
 
 Document LoRA TTT (golf.doc_ttt) adapts a separate rank-r delta for each document while scoring
 many documents in one forward pass. Row b of the batch gets W + A_b B_b on every adapted linear
-layer (the attention's query and value projections) and logits + h A_b B_b on the head, with A_b,
-B_b its own tensors: the rows share no trainable state, so a document's score does not depend on
+layer (the attention's query and value projections) and h A_b B_b added to the head's logits
+before their soft cap, with A_b, B_b its own tensors: the rows share no trainable state, so a document's score does not depend on
 which documents share its batch (tests/test_doc_ttt.py checks it to rounding).
 
 The adapters attach to a copy of the model through forward hooks on the named linear layers
@@ -80,13 +80,17 @@ class BatchedLoRA(nn.Module):
             return output + self.delta(k, inputs[0]) if self.active else output
         return add_delta
 
-    def logits(self, model: LanguageModel, input_ids: torch.Tensor) -> torch.Tensor:
-        """The adapted model's soft-capped logits [rows, T, V] for inputs [rows, T] (rows use slots `self.rows`)."""
+    def logits(self, model: LanguageModel, input_ids: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """The adapted model's soft-capped logits for inputs [rows, T] (rows use slots `self.rows`): at
+        every position [rows, T, V], or at positions `index` [rows, K] only ([rows, K, V]: the head is
+        the costliest layer at a large vocabulary, and only the scored positions need it)."""
         if input_ids.size(0) != self.rows.numel():
             raise GolfError(f"LoRA batch has {self.rows.numel()} slots in use, the inputs {input_ids.size(0)} rows")
         self.active = True
         try:
             x = model.hidden(input_ids)
+            if index is not None:
+                x = x.gather(1, index[..., None].expand(-1, -1, x.size(-1)))
             return model.project(x, extra=self.delta("head", x))
         finally:
             self.active = False

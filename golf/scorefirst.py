@@ -44,7 +44,8 @@ class ScoreFirstGuard:
         self.device = device
         self.scored = torch.zeros(n_positions, dtype=torch.bool)  # committed, all ranks
         self.trained = torch.zeros(n_positions, dtype=torch.bool)  # read by updates of the shared weights
-        self._scored_here = torch.zeros(n_positions, dtype=torch.int8)  # this rank, since the last commit
+        # this rank, since the last commit (an int8 wraps past 127 scores of a position; the total count catches it)
+        self._scored_here = torch.zeros(n_positions, dtype=torch.int8)
         self._scored_count = 0  # positions this rank scored since the last commit, wherever they were
         self._read_here: list[tuple[int, int]] = []
         self._slot_reads: dict[int, list[tuple[int, int]]] = {}  # adapter slot -> ranges read since its reset
@@ -98,11 +99,13 @@ class ScoreFirstGuard:
     def commit_scored(self, a: int, b: int, expected: torch.Tensor | None = None) -> None:
         """The score phase of targets [a, b) is over on every rank: each was scored exactly once (or,
         with `expected` (bool [b - a]), each expected one exactly once and no other one)."""
-        counts = self._scored_here[a:b].to(self.device, torch.int32)
-        stray = self._scored_count - int(counts.sum())  # scored outside [a, b); counted, not searched for
+        here = self._scored_here[a:b].to(torch.int32)
+        stray = self._scored_count - int(here.sum())  # scored outside [a, b); counted, not searched for
+        counts = torch.cat((here, torch.tensor([stray], dtype=torch.int32))).to(self.device)
         if distributed():
-            dist.all_reduce(counts)
+            dist.all_reduce(counts)  # the stray count rides along, so every rank refuses together
         counts = counts.cpu()
+        counts, stray = counts[:-1], int(counts[-1])
         want = torch.ones_like(counts) if expected is None else expected.to(torch.int32)
         wrong = counts != want
         if stray or bool(wrong.any()):

@@ -89,10 +89,13 @@ class TTTResult:
     train_seconds: float
     guard: dict[str, Any]
     documents: int | None = None  # docs mode: documents scored (each alone)
-    phase_bpb: list[float] | None = None  # docs mode: the bpb of each phase's documents, then of the rest
+    # docs mode: the bpb of each phase's documents, then of the documents after the prefix (if any)
+    phase_bpb: list[float] | None = None
+    longest_document: int | None = None  # docs mode: targets of the longest document (its chunks run in sequence)
 
     def as_dict(self) -> dict[str, Any]:
-        extra = {} if self.documents is None else {"ttt_documents": self.documents, "ttt_phase_bpb": self.phase_bpb}
+        extra = {} if self.documents is None else {"ttt_documents": self.documents, "ttt_phase_bpb": self.phase_bpb,
+                                                   "ttt_longest_document": self.longest_document}
         return {**self.score.as_dict(), "ttt_chunks": self.chunks, "ttt_updates": self.updates,
                 "ttt_score_seconds": round(self.score_seconds, 3), "ttt_train_seconds": round(self.train_seconds, 3),
                 **extra, "score_first": self.guard}

@@ -1,7 +1,7 @@
 """Document-isolated score-first TTT: documents tile the stream, each is scored alone (reordering
 them changes nothing, with or without adapters), a document's score does not depend on its batch,
-adapters start as the base model, the phases train only on scored documents, and every illegal
-order is caught by the guard."""
+adapters start as the base model, the phases train only on scored documents, byte sidecars count
+as the table does, and the guard catches training before scoring, per adapter and shared."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import torch
 
 from golf import embedded
 from golf.data import find_shards, load_val_tokens
-from golf.doc_ttt import DocumentWindows, find_documents, phase_bounds, score_documents, train_phase
+from golf.bpb import window_bytes
+from golf.doc_ttt import DocumentWindows, balance, find_documents, phase_bounds, score_documents, train_phase
 from golf.errors import GolfError
 from golf.evalplan import EvalPlan, run_plan
 from golf.lora import BatchedLoRA
@@ -166,3 +167,24 @@ def test_lora_needs_a_head_split_and_bad_knobs_are_one_line_errors(table):
         TTTConfig(mode="doc", lora_rank=-1)
     with pytest.raises(GolfError, match="stride.*between 1 and the eval length"):
         score_documents(model, multi_doc_stream(), table, 64, 65, TTTConfig(mode="docs"), bos_id=BOS, device=CPU)
+
+
+def test_a_byte_sidecar_counts_as_the_table_does_and_a_stream_without_bos_is_refused(table):
+    model = context_model()
+    stream = multi_doc_stream()
+    sidecar = torch.cat((torch.zeros(1, dtype=torch.int64), window_bytes(table, stream[None])[0]))
+    plan = docs_plan(lora_rank=4, doc_batch=3)
+    by_table = run_plan(model, stream, table, plan, batch_windows=8, device=CPU)
+    by_sidecar = run_plan(model, stream, table, plan, batch_windows=8, device=CPU, sidecar=sidecar)
+    assert (by_sidecar.score.tokens, by_sidecar.score.bytes) == (by_table.score.tokens, by_table.score.bytes)
+    assert by_sidecar.score.nats_sum == by_table.score.nats_sum and by_table.longest_document == max(DOC_TARGETS)
+    doubled = run_plan(model, stream, table, plan, batch_windows=8, device=CPU, sidecar=2 * sidecar)
+    assert doubled.score.bytes == 2 * by_table.score.bytes
+    with pytest.raises(GolfError, match="holds no BOS"):
+        run_plan(model, stream[stream != BOS][:641], table, plan, batch_windows=8, device=CPU)
+
+
+def test_batches_go_to_the_least_loaded_rank():
+    shares = balance([100, 90, 10, 10, 5, 80], 3)
+    assert sorted(i for share in shares for i in share) == list(range(6))
+    assert [sum([100, 90, 10, 10, 5, 80][i] for i in share) for share in shares] == [100, 100, 95]
