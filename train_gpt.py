@@ -767,7 +767,8 @@ def main() -> None:
         if plan.ttt is not None:
             guard = outcome.guard
             docs = "" if outcome.documents is None else (
-                f" documents:{outcome.documents} adapter_positions_read:{guard['adapter_positions_read']} "
+                f" documents:{outcome.documents} longest_document:{outcome.longest_document} "
+                f"adapter_positions_read:{guard['adapter_positions_read']} "
                 "phase_bpb:" + ",".join(f"{b:.4f}" for b in outcome.phase_bpb))
             rt.log0(f"ttt:score_first verified:1 chunks:{outcome.chunks} updates:{outcome.updates} "
                     f"targets_scored:{guard['targets_scored']} positions_trained:{guard['positions_trained']} "
