@@ -412,3 +412,15 @@ def test_readme_figures_of_runs_are_held_to_the_logs_at_their_own_precision(tmp_
     wrong = readme.replace("~14.3 MB", "15.2 MB")  # neither 15.0 MB nor 14.3 MiB
     report = check_record(make_folder(tmp_path / "b", logs, sub(val_bpb=MEAN), readme=wrong))
     assert has(report["warnings"], "README.md says 'Artifact: 15.2 MB'; no log's artifact is that size")
+
+
+def test_a_largest_size_or_a_submitted_score_the_logs_do_not_back_is_warned(tmp_path):
+    logs = {f"train_seed{s}.log": baseline_log(s, b, model=15_000_000 + s) for s, b in BPBS.items()}
+    largest = 15_000_000 + max(BPBS) + len(SCRIPT)  # seed 1337's total
+    readme = f"# A record\n{MEAN:.4f} bpb. Submitting at `bpb={MEAN:.3f}`. All under the cap (max: {largest:,} bytes).\n"
+    report = check_record(make_folder(tmp_path, logs, sub(val_bpb=MEAN), readme=readme))
+    assert report["ok"] and not [w for w in report["warnings"] if "largest" in w or "Submitting" in w]
+    slipped = readme.replace(f"{largest:,}", f"{largest - 1295:,}").replace(f"bpb={MEAN:.3f}", "bpb=1.195")
+    report = check_record(make_folder(tmp_path / "b", logs, sub(val_bpb=MEAN), readme=slipped))
+    assert has(report["warnings"], f"README.md gives the largest artifact as {largest - 1295:,} bytes")
+    assert has(report["warnings"], "README.md says 'Submitting at `bpb=1.195', but submission.json claims")

@@ -14,6 +14,7 @@ from golf.record.readme_logs import readme_run_figures
 
 _RUNS = re.compile(r"(?:torchrun\b[^\n`]*?|\bbash\s+)(?P<path>[\w./-]+\.(?:py|sh))\b")
 _BPB_FIGURE = re.compile(r"(?i)bpb\b\W{0,6}(\d\.\d{3,8})|(\d\.\d{3,8})\W{0,4}bpb\b")
+_SUBMITTING_AT = re.compile(r"(?i)\bsubmitting at\W{0,3}(?:val_)?bpb\W{0,3}=?\W{0,3}(?P<figure>\d\.(?P<decimals>\d{2,8}))")
 _BYTES = r"(?P<bytes>\d{1,3}(?:,\d{3}){2,}|\d{7,})\s*bytes"
 _MEGA = r"~?(?P<mb>\d+(?:\.(?P<decimals>\d+))?)\s*(?P<unit>MB|MiB)"
 _SIZE_PAIRS = (re.compile(rf"{_BYTES}\s*\(\s*{_MEGA}\s*\)"), re.compile(rf"{_MEGA}\s*\(\s*{_BYTES}\s*\)"))
@@ -42,6 +43,9 @@ def check_readme(readme: str, claim: float | None, files: set[str], logs: list[L
         first = _BPB_FIGURE.search(readme)
         stated = f"; it states {first[1] or first[2]}" if first else ""
         findings.warn(f"README.md does not state the claimed val_bpb {claim:.4f}{stated}")
+    for m in _SUBMITTING_AT.finditer(readme):
+        if claim is not None and f"{claim:.{len(m['decimals'])}f}" != f"{m['figure']}":
+            findings.warn(f"README.md says {m[0]!r}, but submission.json claims val_bpb {claim}")
     missing = {m["path"]: None for m in _RUNS.finditer(readme) if m["path"].rsplit("/", 1)[-1] not in files}
     for path in missing:
         findings.warn(f"README.md runs {path}, which is not in the folder")

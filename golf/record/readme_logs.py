@@ -1,7 +1,8 @@
 """README.md's per-run figures against the logs that should back them.
 
 Records restate their runs in the README: a per-seed table (steps, artifact size), a size in
-prose ("Artifact: ~15.4 MB"), which log ran on which hardware ("train_v0.txt is on 2xH100").
+prose ("Artifact: ~15.4 MB"), the largest artifact ("max: 15,995,705 bytes"), which log ran on
+which hardware ("train_v0.txt is on 2xH100").
 Each such figure must be what some shipped log shows, at the precision it is written in: an
 exact figure exactly, "~8,300" to within half its last non-zero digit (±50), "15.94 MB" to
 within half its last decimal. A size may be the model's bytes or the total (records use both
@@ -9,9 +10,9 @@ for "artifact"), in MB or MiB. Figures no log can back are warnings: the README 
 the folder does not hold (or misquotes them), which misleads a reader but breaks no rule.
 
 Only figures tied to a run are compared: a table row keyed by a seed that exactly one set of
-logs carries; a prose size introduced by "artifact"; a log file named next to "N×H100". Free
-prose ("the largest artifact", "~10,000 steps") is not parsed: no rule for it was found that
-stays silent on clean folders.
+logs carries; a prose size introduced by "artifact"; a byte count right after "max"/"largest",
+which must be the largest total or model size logged; a log file named next to "N×H100". Free
+prose ("~10,000 steps") is not parsed: no rule for it was found that stays silent on clean folders.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ _SEPARATOR = re.compile(r"^\s*\|[\s:|-]+\|\s*$")
 _NUMBER = re.compile(r"^(?P<approx>~)?\s*(?P<digits>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<decimals>\d+))?"
                      r"\s*(?P<unit>MB|MiB|bytes|B)?$")
 _PROSE_SIZE = re.compile(r"(?i)\bartifact(?: size)?\s*[:=]\s*(?P<figure>~?\d+(?:\.\d+)?\s*MB)\b")
+_LARGEST = re.compile(r"(?i)\b(?:max(?:imum)?|largest)\b\W{0,3}(?P<n>\d{1,3}(?:,\d{3}){2,}|\d{7,})")
 _LOG_HARDWARE = re.compile(r"`?(?P<log>[\w.-]+\.(?:txt|log))`?[^\n.;]{0,30}?\b(?P<n>\d+)\s*[x×]\s*H100")
 
 
@@ -104,6 +106,13 @@ def readme_run_figures(readme: str, logs: list[LogFacts]) -> list[str]:
         if sizes and backed(m["figure"], sizes, size=True) is False:
             found.append(f"README.md says {m[0]!r}; no log's artifact is that size "
                          f"(they log {min(s for s in sizes if s):,}..{max(s for s in sizes if s):,} bytes)")
+    totals = [log.bytes_total for log in logs if log.trained and log.bytes_total]
+    models = [log.bytes_model for log in logs if log.trained and log.bytes_model]
+    for m in _LARGEST.finditer(readme):
+        n = int(m["n"].replace(",", ""))
+        if totals and n not in (max(totals), max(models, default=0)):
+            found.append(f"README.md gives the largest artifact as {n:,} bytes ({m[0]!r}); the largest the logs "
+                         f"show is {max(totals):,} (total)" + (f" / {max(models):,} (model)" if models else ""))
     named = {log.name.rsplit("/", 1)[-1]: log for log in logs}
     for m in _LOG_HARDWARE.finditer(readme):
         log = named.get(m["log"])
