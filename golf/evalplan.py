@@ -58,10 +58,13 @@ def plan_from_meta(recorded: dict[str, Any], *, length: int | None = None, strid
 
     A length other than the recorded one without a stride means non-overlapping windows of it;
     `ttt` None keeps the recorded choice, and overrides switch TTT on."""
-    recorded_len = int(recorded.get("seq_len", 1024))
+    recorded_len = recorded.get("seq_len", 1024)
     length = length or recorded_len
     if stride is None:
-        stride = int(recorded.get("stride", length)) if length == recorded_len else length
+        stride = recorded.get("stride", length) if length == recorded_len else length
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (length, stride)):
+        raise GolfError(f"artifact manifest: eval seq_len/stride {str(length)[:20]!r}/{str(stride)[:20]!r} are not "
+                        "whole numbers")
     recorded_ttt = recorded.get("ttt")
     use_ttt = (bool(recorded_ttt) or bool(ttt_overrides)) if ttt is None else ttt
     config = None

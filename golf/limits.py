@@ -31,9 +31,15 @@ SCORE_MEMORY_BYTES = 4 << 30
 # Monte Carlo draws per window an artifact may ask its scorer for (meta.eval.samples): each is a
 # full forward pass, so this bounds the compute a manifest can demand; real runs use a handful.
 MAX_SAMPLES = 1024
+# Score-first TTT knobs an artifact may record (meta.eval.ttt), each a multiplier of scoring compute
+# or memory: passes per chunk or phase, phases, documents side by side (adapter memory is checked
+# against SCORE_MEMORY_BYTES when the adapters are built). Records use a handful of each.
+MAX_TTT_EPOCHS = 1000
+MAX_TTT_PHASES = 10_000
+MAX_TTT_DOC_BATCH = 65_536
 
 
-def _kind_ok(default: Any, value: Any) -> bool:
+def kind_ok(default: Any, value: Any) -> bool:
     """Whether `value` has the type a config field with `default` needs (JSON has no int/float split
     for floats, so an int is a valid float; a bool is never an int)."""
     if isinstance(default, bool):
@@ -59,7 +65,7 @@ def config_from_manifest(variant: Any, values: Any) -> Any:
         if field.name not in values or field.default is dataclasses.MISSING:
             continue
         value = values[field.name]
-        if not _kind_ok(field.default, value):
+        if not kind_ok(field.default, value):
             raise GolfError(f"artifact manifest: model config {field.name}={str(value)[:40]!r} is not a "
                             f"finite {type(field.default).__name__}")
         # Sizes are the family's to check (some ints are -1 = off); a magnitude past any tensor is never one.

@@ -20,6 +20,7 @@ import math
 import torch
 from torch import nn
 
+from golf import limits
 from golf.errors import GolfError
 from golf.models.base import LanguageModel
 
@@ -51,6 +52,13 @@ class BatchedLoRA(nn.Module):
         shapes = {key(name): (m.in_features, m.out_features) for name, m in layers.items()}
         dim = int(model.config.model_dim)
         shapes["head"] = (dim, int(model.vocab_size))
+        # Each adapter value is held four times (the weight, its gradient, Adam's two moments); a rank
+        # or batch from an artifact's manifest must not ask for more than scoring may use.
+        need = 16 * slots * rank * sum(fan_in + fan_out for fan_in, fan_out in shapes.values())
+        if need > limits.SCORE_MEMORY_BYTES:
+            raise GolfError(f"LoRA TTT: rank {rank} for {slots} documents side by side needs ~{need / 2**30:.1f} GiB "
+                            f"of adapter state, over the {limits.SCORE_MEMORY_BYTES / 2**30:.0f} GiB scoring bound; "
+                            "lower --ttt-lora-rank or --ttt-doc-batch")
         device = next(model.parameters()).device
         for k, (fan_in, fan_out) in shapes.items():
             bound = 1 / math.sqrt(fan_in)  # nn.Linear's default init scale for the down projection

@@ -31,6 +31,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from golf import limits
 from golf.bpb import ByteTable
 from golf.data import rank_slice
 from golf.errors import GolfError
@@ -63,7 +64,15 @@ class TTTConfig:
     phases: int = 1  # docs: the prefix is cut into this many phases, each trained on once it is scored
 
     def __post_init__(self) -> None:
-        problems = [f"{name} must be > 0, got {value}" for name, value in
+        # The knobs may come from an artifact's manifest (meta.eval.ttt): types first, then ranges.
+        wrong = [f"{f.name} must be a {type(f.default).__name__}, got {str(getattr(self, f.name))[:40]!r}"
+                 for f in dataclasses.fields(self) if not limits.kind_ok(f.default, getattr(self, f.name))]
+        if wrong:
+            raise GolfError("TTT: " + "; ".join(wrong))
+        problems = [f"{name} must be at most {most:,}, got {value:,}" for name, value, most in
+                    (("epochs", self.epochs, limits.MAX_TTT_EPOCHS), ("phases", self.phases, limits.MAX_TTT_PHASES),
+                     ("doc_batch", self.doc_batch, limits.MAX_TTT_DOC_BATCH)) if value > most]
+        problems += [f"{name} must be > 0, got {value}" for name, value in
                     (("chunk_tokens", self.chunk_tokens), ("batch_seqs", self.batch_seqs),
                      ("doc_batch", self.doc_batch), ("phases", self.phases))
                     if value <= 0]

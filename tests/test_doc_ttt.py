@@ -13,7 +13,7 @@ from golf.data import find_shards, load_val_tokens
 from golf.bpb import window_bytes
 from golf.doc_ttt import DocumentWindows, balance, find_documents, phase_bounds, score_documents, train_phase
 from golf.errors import GolfError
-from golf.evalplan import EvalPlan, run_plan
+from golf.evalplan import EvalPlan, plan_from_meta, run_plan
 from golf.lora import BatchedLoRA
 from golf.score import evaluate
 from golf.scorefirst import ScoreFirstGuard, ScoreFirstViolation
@@ -188,3 +188,17 @@ def test_batches_go_to_the_least_loaded_rank():
     shares = balance([100, 90, 10, 10, 5, 80], 3)
     assert sorted(i for share in shares for i in share) == list(range(6))
     assert [sum([100, 90, 10, 10, 5, 80][i] for i in share) for share in shares] == [100, 100, 95]
+
+
+def test_hostile_recorded_ttt_knobs_are_one_line_errors():
+    # An artifact's manifest records the plan golf score runs by default: types and ranges are checked.
+    for ttt, message in (({"epochs": "3"}, "epochs must be a int"), ({"mode": 7}, "mode must be a str"),
+                         ({"doc_batch": 10**9}, "doc_batch must be at most 65,536"),
+                         ({"phases": 10**12}, "phases must be at most 10,000"),
+                         ({"lr": float("nan")}, "lr must be a float")):
+        with pytest.raises(GolfError, match=message):
+            plan_from_meta({"seq_len": 64, "stride": 32, "ttt": ttt})
+    with pytest.raises(GolfError, match="are not whole numbers"):
+        plan_from_meta({"seq_len": 64, "stride": "32"})
+    with pytest.raises(GolfError, match="GiB of adapter state, over the 4 GiB scoring bound"):
+        BatchedLoRA(context_model(), 1 << 20, 64)
