@@ -298,6 +298,9 @@ class Runtime:
 
     def close(self) -> None:
         if self.distributed:
+            # No rank tears gloo down while a peer still holds a connection to it: a rank that
+            # destroyed its group while rank 0 was still writing result.json died of SIGABRT at exit.
+            dist.barrier()
             dist.destroy_process_group()
 
 
@@ -863,7 +866,6 @@ def stop_on_non_finite(rt: Runtime, model: models.LanguageModel, last_good: Last
     rt.log0(f"error: {message}")
     if rt.is_main:
         print(f"train_gpt.py: error: {message}", file=sys.stderr, flush=True)
-    rt.barrier()
     rt.close()
     raise SystemExit(1)
 
