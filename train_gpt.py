@@ -172,6 +172,10 @@ class Hyperparameters:
     ttt_doc_batch = _env("TTT_DOC_BATCH", 64, int)          # docs: documents side by side, own adapters each
     ttt_lora_rank = _env("TTT_LORA_RANK", 8, int)           # docs: per-document LoRA rank, reset per document
     ttt_lora_lr = _env("TTT_LORA_LR", 0.01, float)
+    ttt_lora_targets = _env("TTT_LORA_TARGETS", "q,v", str)  # docs: adapted besides the head: q,k,v,o,mlp
+    ttt_lora_beta1 = _env("TTT_LORA_BETA1", 0.9, float)      # docs: the adapters' AdamW betas, weight decay
+    ttt_lora_beta2 = _env("TTT_LORA_BETA2", 0.95, float)
+    ttt_lora_wd = _env("TTT_LORA_WD", 0.0, float)
     ttt_prefix_docs = _env("TTT_PREFIX_DOCS", 0, int)       # docs: global SGD phases over the first N documents
     ttt_phases = _env("TTT_PHASES", 1, int)
 
@@ -827,7 +831,9 @@ def eval_plan(args: Hyperparameters) -> EvalPlan:
         ttt = TTTConfig(chunk_tokens=args.ttt_chunk_tokens, epochs=args.ttt_epochs, lr=args.ttt_lr,
                         momentum=args.ttt_momentum, batch_seqs=args.ttt_batch_seqs, grad_clip=args.ttt_grad_clip,
                         mode=args.ttt_mode, doc_batch=args.ttt_doc_batch, lora_rank=args.ttt_lora_rank,
-                        lora_lr=args.ttt_lora_lr, prefix_docs=args.ttt_prefix_docs, phases=args.ttt_phases)
+                        lora_lr=args.ttt_lora_lr, lora_targets=args.ttt_lora_targets,
+                        lora_beta1=args.ttt_lora_beta1, lora_beta2=args.ttt_lora_beta2, lora_wd=args.ttt_lora_wd,
+                        prefix_docs=args.ttt_prefix_docs, phases=args.ttt_phases)
     return EvalPlan(args.eval_seq_len, args.eval_stride, ttt)
 
 

@@ -13,8 +13,12 @@ adds time); a TTT plan is run once.
         --only "sliding L=256 S=64,docs L=256 S=64,docs+lora L=256 S=64,docs+phases L=256 S=64,docs+lora+phases L=256 S=64"
 
 The document plans (golf.doc_ttt) score each document alone, S targets at a time; "+lora" adds the
-per-document adapters, "+phases" SGD phases of the shared weights over the first --prefix-docs
-documents.
+per-document adapters (queries, values, head), "+phases" SGD phases of the shared weights over the
+first --prefix-docs documents; "+lora:all" adapts what the phased-TTT records adapt, and
+"+lora:records" also trains it with their optimizer:
+
+    python bench/sliding_ttt.py runs/demo18 --out bench/results/doc_ttt_targets.json \
+        --only "docs+lora L=256 S=64,docs+lora:all L=256 S=64,docs+lora:records L=256 S=64"
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from golf.data import find_shards, load_val_tokens
 from golf.evalplan import EvalPlan, headline, run_plan
 from golf.score import default_batch_tokens, model_from_artifact
 from golf.ttt import TTTConfig
+
+RECORD_TARGETS = "q,k,v,o,mlp"
 
 
 def main() -> int:
@@ -77,6 +83,12 @@ def main() -> int:
             train_len, args.stride, docs(lora_rank=0, prefix_docs=args.prefix_docs, phases=args.phases)),
         f"docs+lora+phases L={train_len} S={args.stride}": EvalPlan(
             train_len, args.stride, docs(prefix_docs=args.prefix_docs, phases=args.phases)),
+        # The phased-TTT records' adapter set (q, k, v, attention output, MLP output, head), first with
+        # the default optimizer, then with theirs (AdamW without momentum, weight decay 1.0).
+        f"docs+lora:all L={train_len} S={args.stride}": EvalPlan(
+            train_len, args.stride, docs(lora_targets=RECORD_TARGETS)),
+        f"docs+lora:records L={train_len} S={args.stride}": EvalPlan(
+            train_len, args.stride, docs(lora_targets=RECORD_TARGETS, lora_beta1=0.0, lora_beta2=0.999, lora_wd=1.0)),
     }
     wanted = set(filter(None, args.only.split(",")))
     device = torch.device("cpu")

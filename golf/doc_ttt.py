@@ -9,12 +9,12 @@ window that ends at the chunk and reaches back at most L tokens (the eval length
 the document's BOS: no score sees another document. With no adapters and no phases this is
 document-isolated sliding-window scoring.
 
-After a chunk is scored, the document's rank-r adapters (golf.lora: queries, values, head) take
-one Adam step on that chunk's loss, and the next chunk is scored with them; the adapters are
-reset before every document. Documents are scored `doc_batch` at a time, side by side, each with
-its own adapters; the batch loss is the sum of the documents' own losses, so a document's
-updates (and score) do not depend on its batch. Within a batch, documents of like length go
-together (less padding).
+After a chunk is scored, the document's rank-r adapters (golf.lora: the head and `lora_targets`,
+queries and values by default) take one AdamW step on that chunk's loss, and the next chunk is
+scored with them; the adapters are reset before every document. Documents are scored `doc_batch` at
+a time, side by side, each with its own adapters; the batch loss is the sum of the documents' own
+losses, so a document's updates (and score) do not depend on its batch. Within a batch, documents
+of like length go together (less padding).
 
 Global SGD phases: with `prefix_docs` P and `phases` n, the first P documents of the stream are
 cut into n phases. Once every document of a phase is scored, the shared weights take `epochs`
@@ -139,7 +139,8 @@ def score_documents(model: LanguageModel, tokens: torch.Tensor, table: ByteTable
         p.requires_grad_(False)  # the adapters train; the shared weights only in a phase
     docs = find_documents(tokens, bos_id, end)
     plan = DocumentWindows(docs, stride, length)
-    lora = BatchedLoRA(model, config.lora_rank, config.doc_batch) if config.lora_rank else None
+    lora = (BatchedLoRA(model, config.lora_rank, config.doc_batch, targets=config.lora_target_names)
+            if config.lora_rank else None)
     scorer = DocumentScorer(model, lora, tokens, table.to(device), plan, config, device=device,
                             autocast_dtype=autocast_dtype, sidecar=sidecar)
     sgd = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
@@ -220,7 +221,9 @@ class DocumentScorer:
             self.lora.reset()
             for slot in range(len(group)):
                 self.guard.reset_slot(slot)
-            optimizer = torch.optim.Adam(self.lora.parameters(), lr=self.config.lora_lr, betas=(0.9, 0.95))
+            optimizer = torch.optim.AdamW(self.lora.parameters(), lr=self.config.lora_lr,
+                                          betas=(self.config.lora_beta1, self.config.lora_beta2),
+                                          weight_decay=self.config.lora_wd)
         slot_of = {d: i for i, d in enumerate(group)}
         for c in range(int(self.plan.chunks[group].max())):
             rows = [d for d in group if int(self.plan.chunks[d]) > c]

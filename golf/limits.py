@@ -33,10 +33,14 @@ SCORE_MEMORY_BYTES = 4 << 30
 MAX_SAMPLES = 1024
 # Score-first TTT knobs an artifact may record (meta.eval.ttt), each a multiplier of scoring compute
 # or memory: passes per chunk or phase, phases, documents side by side (adapter memory is checked
-# against SCORE_MEMORY_BYTES when the adapters are built). Records use a handful of each.
+# against ADAPTER_MEMORY_BYTES when the adapters are built). Records use a handful of each.
 MAX_TTT_EPOCHS = 1000
 MAX_TTT_PHASES = 10_000
 MAX_TTT_DOC_BATCH = 65_536
+# Per-document LoRA state (weights, gradients, two Adam moments, fp32) an artifact's TTT plan may ask
+# for. The records' phased TTT (rank 96, 64 documents, q/k/v/o/MLP/head on 11 × 512, SP8192) needs
+# about 5.4 GiB, which an 80 GB GPU holds beside the model; a manifest asking for far more is refused.
+ADAPTER_MEMORY_BYTES = 8 << 30
 
 
 def kind_ok(default: Any, value: Any) -> bool:

@@ -1,14 +1,18 @@
 """Batched low-rank adapters: one independent LoRA per row of a batch, on a frozen model.
 
 Document LoRA TTT (golf.doc_ttt) adapts a separate rank-r delta for each document while scoring
-many documents in one forward pass. Row b of the batch gets W + A_b B_b on every adapted linear
-layer (the attention's query and value projections) and h A_b B_b added to the head's logits
-before their soft cap, with A_b, B_b its own tensors: the rows share no trainable state, so a document's score does not depend on
-which documents share its batch (tests/test_doc_ttt.py checks it to rounding).
+many documents in one forward pass. Row b of the batch gets x A_b B_b added to the output of every
+adapted module (TARGETS: the attention's query, key and value projections are linear layers, so
+there it is W + A_b B_b; `o` and `mlp` are the whole attention and MLP sub-layers, an adapter in
+parallel from the sub-layer's normed input to its output, as the phased-TTT records place theirs)
+and h A_b B_b added to the head's logits before their soft cap, with A_b, B_b its own tensors: the
+rows share no trainable state, so a document's score does not depend on which documents share its
+batch (tests/test_doc_ttt.py checks it to rounding).
 
-The adapters attach to a copy of the model through forward hooks on the named linear layers
-(nothing in the model family changes) and through the model's `hidden`/`project` split for the
-head, which may be tied to the embedding and so is not a layer of its own. `reset` puts every row
+The adapters attach to a copy of the model through forward hooks on the named modules (nothing in
+the model family changes) and through the model's `hidden`/`project` split for the head, which may
+be tied to the embedding and so is not a layer of its own. A module a model runs more than once
+(depth recurrence) adds the same adapter on every pass. `reset` puts every row
 back to the same start (B = 0, so a fresh adapter is the base model exactly; A from a fixed seed,
 so the start does not depend on the batch either).
 """
@@ -24,41 +28,33 @@ from golf import limits
 from golf.errors import GolfError
 from golf.models.base import LanguageModel
 
-# The layers adapted by default, as the LoRA-TTT record adapts them (queries, values and the head).
-DEFAULT_TARGETS = ("c_q", "c_v")
+# What each adapter target names: the modules (by the end of their name) whose output it adds to.
+TARGETS = {"q": "attn.c_q", "k": "attn.c_k", "v": "attn.c_v", "o": "attn", "mlp": "mlp"}
+# Adapted by default, as the LoRA-TTT record adapts them (queries, values and, always, the head).
+DEFAULT_TARGETS = ("q", "v")
 
 
 class BatchedLoRA(nn.Module):
-    """Rank-r adapters for `slots` rows on `model`'s layers named `*.{target}` and on its head."""
+    """Rank-r adapters for `slots` rows on `model`'s modules that `targets` (keys of TARGETS) name,
+    and on its head."""
 
     def __init__(self, model: LanguageModel, rank: int, slots: int, *, targets: tuple[str, ...] = DEFAULT_TARGETS,
                  seed: int = 0) -> None:
         super().__init__()
-        if not (hasattr(model, "hidden") and hasattr(model, "project")):
-            raise GolfError(f"LoRA TTT needs a model that splits its head off (hidden/project); model family "
-                            f"{model.variant!r} does not. Use --ttt-lora-rank 0 (document-isolated scoring and "
-                            "global SGD phases only)")
         if rank < 1 or slots < 1:
             raise GolfError(f"LoRA rank and batch must be >= 1, got rank {rank}, batch {slots}")
         self.rank, self.slots = rank, slots
-        layers = {name: module for name, module in model.named_modules()
-                  if isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in targets}
-        if not layers:
-            raise GolfError(f"model {model.variant!r} has no linear layers named {', '.join(targets)} to adapt")
+        layers = adapted_modules(model, targets)
+        shapes = adapter_shapes(model, layers)
+        need = adapter_state_bytes(shapes, rank, slots)
+        if need > limits.ADAPTER_MEMORY_BYTES:
+            raise GolfError(f"LoRA TTT: rank {rank} for {slots} documents side by side needs ~{need / 2**30:.1f} GiB "
+                            f"of adapter state, over golf's {limits.ADAPTER_MEMORY_BYTES / 2**30:.0f} GiB bound; "
+                            "lower --ttt-lora-rank or --ttt-doc-batch, or adapt fewer --ttt-lora-targets")
         generator = torch.Generator().manual_seed(seed)
         self.down = nn.ParameterDict()  # A [slots, in, r]
         self.up = nn.ParameterDict()  # B [slots, r, out]
         self._start: dict[str, torch.Tensor] = {}  # each A's start [in, r], shared by every slot
-        shapes = {key(name): (m.in_features, m.out_features) for name, m in layers.items()}
-        dim = int(model.config.model_dim)
-        shapes["head"] = (dim, int(model.vocab_size))
-        # Each adapter value is held four times (the weight, its gradient, Adam's two moments); a rank
-        # or batch from an artifact's manifest must not ask for more than scoring may use.
-        need = 16 * slots * rank * sum(fan_in + fan_out for fan_in, fan_out in shapes.values())
-        if need > limits.SCORE_MEMORY_BYTES:
-            raise GolfError(f"LoRA TTT: rank {rank} for {slots} documents side by side needs ~{need / 2**30:.1f} GiB "
-                            f"of adapter state, over the {limits.SCORE_MEMORY_BYTES / 2**30:.0f} GiB scoring bound; "
-                            "lower --ttt-lora-rank or --ttt-doc-batch")
         device = next(model.parameters()).device
         for k, (fan_in, fan_out) in shapes.items():
             bound = 1 / math.sqrt(fan_in)  # nn.Linear's default init scale for the down projection
@@ -108,6 +104,39 @@ class BatchedLoRA(nn.Module):
         for hook in self._hooks:
             hook.remove()
         self._hooks.clear()
+
+
+def adapted_modules(model: LanguageModel, targets: tuple[str, ...]) -> dict[str, nn.Module]:
+    """The modules of `model` that `targets` (keys of TARGETS) name, by module name."""
+    if not (hasattr(model, "hidden") and hasattr(model, "project")):
+        raise GolfError(f"LoRA TTT needs a model that splits its head off (hidden/project); model family "
+                        f"{model.variant!r} does not. Use --ttt-lora-rank 0 (document-isolated scoring and "
+                        "global SGD phases only)")
+    unknown = sorted(set(targets) - set(TARGETS))
+    if unknown:
+        raise GolfError(f"unknown LoRA target(s) {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
+    suffixes = tuple("." + TARGETS[t] for t in targets)
+    layers = {name: module for name, module in model.named_modules() if ("." + name).endswith(suffixes)}
+    missing = [TARGETS[t] for t in targets if not any(("." + name).endswith("." + TARGETS[t]) for name in layers)]
+    if missing:
+        raise GolfError(f"model {model.variant!r} has no {', '.join(missing)} modules to adapt")
+    return layers
+
+
+def adapter_shapes(model: LanguageModel, layers: dict[str, nn.Module]) -> dict[str, tuple[int, int]]:
+    """(in, out) of each adapter, the head's included: a linear layer's own widths; a whole sub-layer
+    (attention, MLP) maps the residual width to itself."""
+    dim = int(model.config.model_dim)
+    shapes = {key(name): (m.in_features, m.out_features) if isinstance(m, nn.Linear) else (dim, dim)
+              for name, m in layers.items()}
+    shapes["head"] = (dim, int(model.vocab_size))
+    return shapes
+
+
+def adapter_state_bytes(shapes: dict[str, tuple[int, int]], rank: int, slots: int) -> int:
+    """Bytes of adapter state: each fp32 value held four times (the weight, its gradient, AdamW's two
+    moments). A rank or batch from an artifact's manifest must not ask for more than golf allows."""
+    return 16 * slots * rank * sum(fan_in + fan_out for fan_in, fan_out in shapes.values())
 
 
 def key(module_name: str) -> str:

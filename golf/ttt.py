@@ -35,6 +35,7 @@ from golf import limits
 from golf.bpb import ByteTable
 from golf.data import rank_slice
 from golf.errors import GolfError
+from golf.lora import TARGETS as LORA_TARGETS
 from golf.models.base import LanguageModel
 from golf.scorefirst import ScoreFirstGuard, distributed
 from golf.score import ScoreResult, evaluate
@@ -58,8 +59,12 @@ class TTTConfig:
     grad_clip: float = 1.0  # max global gradient norm; 0 = none
     mode: str = "stream"  # "stream" or "docs"
     doc_batch: int = 64  # docs: documents scored side by side, each with its own LoRA
-    lora_rank: int = 8  # docs: rank of the per-document adapters on queries, values and head; 0 = no LoRA
-    lora_lr: float = 0.01  # docs: Adam learning rate of the adapters (betas 0.9, 0.95), one step per chunk
+    lora_rank: int = 8  # docs: rank of the per-document adapters; 0 = no LoRA
+    lora_lr: float = 0.01  # docs: AdamW learning rate of the adapters, one step per chunk
+    lora_targets: str = "q,v"  # docs: what is adapted besides the head (golf.lora.TARGETS: q, k, v, o, mlp)
+    lora_beta1: float = 0.9  # docs: the adapters' AdamW betas and decoupled weight decay
+    lora_beta2: float = 0.95
+    lora_wd: float = 0.0
     prefix_docs: int = 0  # docs: global SGD after the first N documents are scored; 0 = no phases
     phases: int = 1  # docs: the prefix is cut into this many phases, each trained on once it is scored
 
@@ -80,10 +85,22 @@ class TTTConfig:
                      (("epochs", self.epochs), ("lr", self.lr), ("momentum", self.momentum),
                       ("grad_clip", self.grad_clip), ("lora_rank", self.lora_rank), ("lora_lr", self.lora_lr),
                       ("prefix_docs", self.prefix_docs)) if value < 0]
+        problems += [f"{name} must be in [0, 1), got {value}" for name, value in
+                     (("lora_beta1", self.lora_beta1), ("lora_beta2", self.lora_beta2)) if not 0 <= value < 1]
+        if self.lora_wd < 0:
+            problems.append(f"lora_wd must be >= 0, got {self.lora_wd}")
+        targets = self.lora_target_names
+        if not targets or len(set(targets)) != len(targets) or not set(targets) <= set(LORA_TARGETS):
+            problems.append(f"lora_targets must be distinct names from {','.join(LORA_TARGETS)} joined by commas, "
+                            f"got {self.lora_targets[:40]!r}")
         if self.mode not in ("stream", "docs"):
             problems.append(f"mode must be 'stream' or 'docs', got {self.mode!r}")
         if problems:
             raise GolfError("TTT: " + "; ".join(problems))
+
+    @property
+    def lora_target_names(self) -> tuple[str, ...]:
+        return tuple(t.strip() for t in self.lora_targets.split(",")) if self.lora_targets.strip() else ()
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

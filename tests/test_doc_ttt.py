@@ -1,20 +1,24 @@
 """Document-isolated score-first TTT: documents tile the stream, each is scored alone (reordering
 them changes nothing, with or without adapters), a document's score does not depend on its batch,
-adapters start as the base model, the phases train only on scored documents, byte sidecars count
-as the table does, and the guard catches training before scoring, per adapter and shared."""
+each adapter target adds its own delta to its module's output, adapters start as the base model,
+the phases train only on scored documents, byte sidecars count as the table does, and the guard
+catches training before scoring, per adapter and shared."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
 
+from conftest import read_result, run_cli, run_trainer
 from golf import embedded
 from golf.data import find_shards, load_val_tokens
 from golf.bpb import window_bytes
 from golf.doc_ttt import DocumentWindows, balance, find_documents, phase_bounds, score_documents, train_phase
 from golf.errors import GolfError
 from golf.evalplan import EvalPlan, plan_from_meta, run_plan
-from golf.lora import BatchedLoRA
+from golf.lora import TARGETS, BatchedLoRA, key
 from golf.score import evaluate
 from golf.scorefirst import ScoreFirstGuard, ScoreFirstViolation
 from golf.sliding import sliding_windows
@@ -95,12 +99,43 @@ def test_reordering_documents_changes_nothing(table, rank):
     assert first.score.nats_sum != pytest.approx(flat.nats_sum, rel=1e-4)  # the flat stream crosses documents
 
 
-def test_a_documents_score_does_not_depend_on_its_batch(table):
+# The default adapters, and the phased-TTT records' set with their AdamW (no momentum, weight decay).
+RECORD_LORA = {"lora_targets": "q,k,v,o,mlp", "lora_beta1": 0.0, "lora_beta2": 0.999, "lora_wd": 1.0}
+
+
+@pytest.mark.parametrize("knobs", [{}, RECORD_LORA], ids=["q,v", "records"])
+def test_a_documents_score_does_not_depend_on_its_batch(table, knobs):
     model = context_model()
-    one = run_plan(model, multi_doc_stream(), table, docs_plan(lora_rank=4, doc_batch=1), batch_windows=8, device=CPU)
-    all_ = run_plan(model, multi_doc_stream(), table, docs_plan(lora_rank=4, doc_batch=7), batch_windows=8, device=CPU)
+    one = run_plan(model, multi_doc_stream(), table, docs_plan(lora_rank=4, doc_batch=1, **knobs), batch_windows=8,
+                   device=CPU)
+    all_ = run_plan(model, multi_doc_stream(), table, docs_plan(lora_rank=4, doc_batch=7, **knobs), batch_windows=8,
+                    device=CPU)
     assert one.score.nats_sum == pytest.approx(all_.score.nats_sum, rel=1e-6)
     assert one.updates > all_.updates > 0  # the batch shares its steps, not its adapters
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_each_lora_target_adds_its_own_delta_to_its_modules_output(target):
+    # q, k, v adapt a projection (W + A B); o and mlp a whole sub-layer, from its normed input to its output.
+    model = context_model()
+    lora = BatchedLoRA(model, 3, 2, targets=(target,))
+    names = [n for n, _ in model.named_modules() if ("." + n).endswith("." + TARGETS[target])]
+    assert sorted(lora.up) == sorted([key(n) for n in names] + ["head"]) and len(names) == model.config.num_layers
+    ids = multi_doc_stream()[:32].view(2, 16)
+    assert torch.equal(lora.logits(model, ids), model.project(model.hidden(ids)))  # B = 0: the base model
+    module, seen = model.get_submodule(names[-1]), {}
+    # Registered after the adapter's own hook, so it sees the adapted output.
+    handle = module.register_forward_hook(lambda m, inputs, out: seen.update(x=inputs[0], out=out))
+    with torch.no_grad():
+        for up in lora.up.values():
+            up.normal_()
+        lora.rows = torch.tensor([1, 0])
+        lora.logits(model, ids)
+    handle.remove()
+    down, up = lora.down[key(names[-1])][[1, 0]], lora.up[key(names[-1])][[1, 0]]
+    with torch.no_grad():
+        expected = module(seen["x"]) + seen["x"] @ down @ up
+    assert torch.allclose(seen["out"], expected, atol=1e-5)
 
 
 def test_adapters_start_as_the_base_model_and_then_adapt(table):
@@ -195,10 +230,33 @@ def test_hostile_recorded_ttt_knobs_are_one_line_errors():
     for ttt, message in (({"epochs": "3"}, "epochs must be a int"), ({"mode": 7}, "mode must be a str"),
                          ({"doc_batch": 10**9}, "doc_batch must be at most 65,536"),
                          ({"phases": 10**12}, "phases must be at most 10,000"),
-                         ({"lr": float("nan")}, "lr must be a float")):
+                         ({"lr": float("nan")}, "lr must be a float"),
+                         ({"lora_targets": "q,x"}, "lora_targets must be distinct names from q,k,v,o,mlp"),
+                         ({"lora_targets": "q,q"}, "lora_targets must be distinct"),
+                         ({"lora_beta2": 1.0}, r"lora_beta2 must be in \[0, 1\)"),
+                         ({"lora_wd": -1.0}, "lora_wd must be >= 0")):
         with pytest.raises(GolfError, match=message):
             plan_from_meta({"seq_len": 64, "stride": 32, "ttt": ttt})
     with pytest.raises(GolfError, match="are not whole numbers"):
         plan_from_meta({"seq_len": 64, "stride": "32"})
-    with pytest.raises(GolfError, match="GiB of adapter state, over the 4 GiB scoring bound"):
+    with pytest.raises(GolfError, match="GiB of adapter state, over golf's 8 GiB bound"):
         BatchedLoRA(context_model(), 1 << 20, 64)
+
+
+def test_the_trainer_runs_document_ttt_and_golf_score_reproduces_it(tmp_path, capsys):
+    # TTT_* of docs mode reach the plan, the log and the artifact; golf score reruns the recorded plan.
+    run_dir = tmp_path / "docs"
+    env = {"ITERATIONS": "2", "MAX_WALLCLOCK_SECONDS": "0", "VAL_MAX_TOKENS": "4096", "EVAL_STRIDE": "32",
+           "TTT_ENABLED": "1", "TTT_MODE": "docs", "TTT_LORA_RANK": "2", "TTT_LORA_TARGETS": "k,o,mlp",
+           "TTT_LORA_BETA1": "0", "TTT_LORA_WD": "0.5", "TTT_PREFIX_DOCS": "2", "TTT_EPOCHS": "1"}
+    proc = run_trainer(run_dir, env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = read_result(run_dir)
+    ttt = result["eval_plan"]["ttt"]
+    assert (ttt["mode"], ttt["lora_targets"], ttt["lora_beta1"], ttt["lora_wd"]) == ("docs", "k,o,mlp", 0.0, 0.5)
+    log = (run_dir / "train.log").read_text()
+    assert "lora_targets=k,o,mlp" in log and "mode:docs documents:" in log
+    assert result["evals"]["legal_ttt"]["score_first"]["adapter_positions_read"] > 0
+    assert run_cli(["score", str(run_dir), "--max-tokens", "4096", "--json", "--no-progress"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["ttt"] == ttt and scored["val_bpb"] == pytest.approx(result["val_bpb"], abs=1e-5)

@@ -11,11 +11,13 @@ import torch.nn.functional as F
 
 import quant
 from conftest import read_result, run_cli, run_trainer
-from golf import models
+from golf import limits, models
 from golf.ema import WeightEMA
+from golf.lora import adapted_modules, adapter_shapes, adapter_state_bytes
 from golf.models.layers import MLP, Block, BlockOptions, CausalSelfAttention, SmearGate, rms_norm
 from golf.optim import Muon, equalize_rows, zeropower_via_newtonschulz5
 from golf.presets import apply_preset, preset
+from golf.ttt import TTTConfig
 
 TINY = dict(vocab_size=64, num_layers=4, model_dim=32, num_heads=4, num_kv_heads=2)
 ALL_ON = dict(TINY, mlp_leaky_slope=0.5, xsa=True, rope_dims=4, ln_scale=True, parallel_from=2, attn_gate=True,
@@ -207,6 +209,12 @@ def test_budget_preset_frontier_counts_params_bytes_and_flops(capsys):
     assert report["preset"] == "frontier" and report["compute"]["layer_runs"] == 17  # 11 + layers 3-5 twice more
     assert report["rules"][0]["spec"] == quant.parse_rule("emb=int7,attn=int6,mlp=int6,gptq=1").spec
     assert code == (0 if report["fits"] else 1)
+    # Its evaluation: the records' LoRA set at rank 96 for 64 documents fits golf's adapter bound (~5.4 GiB).
+    knobs = preset("frontier")
+    ttt = TTTConfig(mode=knobs["TTT_MODE"], lora_targets=knobs["TTT_LORA_TARGETS"], lora_wd=float(knobs["TTT_LORA_WD"]))
+    shapes = adapter_shapes(model, adapted_modules(model, ttt.lora_target_names))
+    need = adapter_state_bytes(shapes, int(knobs["TTT_LORA_RANK"]), int(knobs["TTT_DOC_BATCH"]))
+    assert len(shapes) == 5 * 11 + 1 and 5 << 30 < need < limits.ADAPTER_MEMORY_BYTES
 
 
 @pytest.fixture(scope="module")

@@ -61,9 +61,15 @@ TTT_KNOBS = (
     ("mode", str, "stream: train every weight on chunks of the val stream (default); docs: score each document "
      "alone, --stride targets at a time, with a per-document LoRA and optional global SGD phases"),
     ("doc_batch", int, "docs: documents scored side by side, each with its own adapters (default 64)"),
-    ("lora_rank", int, "docs: rank of the per-document LoRA on queries, values and head, reset per document; "
-     "0 = none (default 8)"),
-    ("lora_lr", float, "docs: Adam learning rate of the adapters, one step per chunk (default 0.01)"),
+    ("lora_rank", int, "docs: rank of the per-document LoRA (on the head and --ttt-lora-targets), reset per "
+     "document; 0 = none (default 8)"),
+    ("lora_lr", float, "docs: AdamW learning rate of the adapters, one step per chunk (default 0.01)"),
+    ("lora_targets", str, "docs: what the LoRA adapts besides the head, comma-separated: q, k, v (projections), "
+     "o (attention output), mlp (MLP output), each from its sub-layer's input (default q,v; the phased-TTT "
+     "records: q,k,v,o,mlp)"),
+    ("lora_beta1", float, "docs: the adapters' AdamW beta1 (default 0.9; the records: 0)"),
+    ("lora_beta2", float, "docs: the adapters' AdamW beta2 (default 0.95; the records: 0.999)"),
+    ("lora_wd", float, "docs: the adapters' decoupled weight decay (default 0; the records: 1.0)"),
     ("prefix_docs", int, "docs: global SGD (the knobs above) after the first N documents are scored (default 0)"),
     ("phases", int, "docs: cut the prefix into this many SGD phases (default 1)"),
 )
