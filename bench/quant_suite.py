@@ -31,6 +31,8 @@ from golf.data import DistributedTokenLoader, find_shards
 from golf.models import roles_from_meta
 from golf.score import model_from_artifact, score_artifact
 from quant.artifact import _tensor_bytes
+from quant.rules import sigma_of
+from quant.schemes import EncodeOptions
 
 RULES = [
     "int8",  # the official baseline
@@ -49,9 +51,15 @@ RULES = [
     "emb=int8,attn=int6,mlp=int5,gptq=1",
     "emb=int8,attn=int5,mlp=int4,gptq=1",
     "emb=int8,attn=int4,mlp=int4,gptq=1",
+    # A step of K row standard deviations (the top records' choice), against the clip search above.
+    "int6s12,gptq=1",
+    "emb=int7,attn=int6,mlp=int6,gptq=1",  # PRESET=frontier before the σ step
+    "emb=int7s15,attn=int6s13,mlp=int6s12,gptq=1",  # the top record's steps
 ]
 REFERENCE = ("int8", "zlib-9")
-MATRIX_SCHEMES = ["fp32", "fp16", "bf16", "fp8e4m3", "int8", "int7", "int6", "int5", "int4", "int4g32", "int4g64"]
+MATRIX_SCHEMES = ["fp32", "fp16", "bf16", "fp8e4m3", "int8", "int7", "int6", "int5", "int4", "int4g32", "int4g64",
+                  # K·σ steps, spelled as rules spell them (golf budget shifts a K it lacks from the nearest)
+                  "int7s15", "int7s20", "int6s10", "int6s12", "int6s12.85", "int6s13", "int6s16", "int5s8", "int4s6"]
 
 
 def calibration_hessians(raw: quant.Artifact, tokens: int) -> tuple[dict[str, torch.Tensor], float]:
@@ -70,10 +78,12 @@ def scheme_ratios(state_dict: dict[str, torch.Tensor], compressors: list[str]) -
     out: dict[str, dict[str, float]] = {c: {} for c in compressors}
     matrices = {k: v for k, v in sorted(state_dict.items()) if v.ndim == 2 and v.is_floating_point()}
     for name in MATRIX_SCHEMES:
-        scheme, blobs, params = quant.get_scheme(name), [], 0
+        clip_sigmas = sigma_of("bench", name)
+        scheme, blobs, params = quant.get_scheme(name.partition("s")[0] if clip_sigmas else name), [], 0
+        opts = EncodeOptions(clip_sigmas=clip_sigmas)
         for t in matrices.values():
             try:
-                enc = scheme.encode(t)
+                enc = scheme.encode(t, opts)
             except quant.QuantError:
                 continue  # e.g. int4g64 on a 32-wide matrix
             blobs.extend(_tensor_bytes(enc.parts[k]) for k in sorted(enc.parts))

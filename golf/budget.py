@@ -7,6 +7,10 @@ with those roles, so new families, rules and schemes need no change here, and
 its bytes from a table of *measured* compressed bytes per parameter per scheme
 (`golf/assets/compression_ratios.json`, made by the benchmarks). Every byte figure is therefore
 an estimate; `golf inspect` gives the real split of a real artifact.
+
+An intN scheme with a K·σ step (`int6s12`) is looked up as spelled; a K the table lacks is
+estimated from the measured K0 of the same width nearest in log: a uniform quantizer's code
+entropy is about h(w/σ) + log2(qmax/K) bits, so bytes/param move by log2(K0/K)/8.
 """
 
 from __future__ import annotations
@@ -57,6 +61,13 @@ class Ratios:
     def of(self, scheme: str, t: Tensor) -> float:
         if scheme in self.bytes_per_param:
             return self.bytes_per_param[scheme]
+        sigma = re.fullmatch(r"(int\d)s([\d.]+)", scheme)
+        measured = [(float(m[2]), v) for k, v in self.bytes_per_param.items()
+                    if sigma and (m := re.fullmatch(r"(int\d)s([\d.]+)", k)) and m[1] == sigma[1]]
+        if measured:  # the nearest measured step of the same width, shifted by the entropy's log2(K0/K)
+            k = float(sigma[2])
+            k0, at_k0 = min(measured, key=lambda kv: abs(math.log(kv[0] / k)))
+            return max(at_k0 + math.log2(k0 / k) / 8, 0.0)
         if scheme == "raw":  # non-float tensors are stored as is: their element size, uncompressed
             return float(t.element_size())
         raise GolfError(f"scheme {scheme!r} has no measured bytes/param in {self.path} "
@@ -167,7 +178,7 @@ def estimate_bytes(shapes: Shapes, rule: str, ratios: Ratios) -> dict[str, Any]:
     by_component = dict.fromkeys(COMPONENTS, 0.0)
     by_scheme: dict[str, float] = {}
     try:
-        planned = quant.plan(sd, rule, roles=shapes.roles)
+        planned = quant.plan(sd, rule, roles=shapes.roles, spelled=True)
     except quant.QuantError as e:
         raise GolfError(f"rule {rule!r}: {e}") from None
     for name, scheme in planned.items():

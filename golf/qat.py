@@ -24,6 +24,6 @@ def enable_qat(model: nn.Module, rule: str | quant.Rule, roles: dict[str, str]) 
             continue
         weight = f"{name}.weight"
         scheme = quant.get_scheme(parsed.scheme_for(weight, module.weight, roles[weight]))
-        module.fake_quant = scheme.fake_quantizer()
+        module.fake_quant = scheme.fake_quantizer(parsed.options_for(weight, module.weight, roles[weight], None))
         enabled += module.fake_quant is not None
     return enabled

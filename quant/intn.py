@@ -7,6 +7,12 @@ outliers buys a finer step for every other weight. With a calibration Hessian in
 codes come from GPTQ instead of rounding (same scales, same decoder). Codes are bit-packed in the
 layout the options name (see `packing`), after a zigzag map that puts small magnitudes first.
 
+With `clip_sigmas` K in the options (rule spelling `int6s12.85`) the step is K·σ_row/qmax instead:
+the top records' choice. At K ≈ 12 almost no weight is clipped and the codes use a fraction of the
+range, so they cost fewer bits once compressed (a uniform quantizer's entropy is about
+h(w/σ) + log2(qmax/K) bits) for a coarser step; GPTQ then spends that step where the loss cares
+least. The decoder does not change: the artifact stores the same codes and scales.
+
 Tensors of any rank are quantized as [shape[0], rest] (a vector is one row).
 """
 
@@ -22,7 +28,7 @@ from .errors import QuantError
 from .gptq import gptq_codes
 from .packing import check_layout, pack_codes, unpack_codes
 from .schemes import (DEFAULTS, Encoded, EncodeOptions, Scheme, dequant_slack, expect_part, fake_quant_rows,
-                      register_scheme, require_float)
+                      fake_quant_sigma_rows, register_scheme, require_float)
 
 # Clip ratios tried per row (fraction of the row's max |w|); 1.0 first, so ties keep no clipping.
 CLIP_RATIOS = (1.0, 0.98, 0.96, 0.94, 0.92, 0.90, 0.88, 0.86, 0.84, 0.82, 0.80, 0.77, 0.74, 0.70, 0.65)
@@ -73,6 +79,20 @@ def search_clip(rows: Tensor, qmax: int, ratios: tuple[float, ...] = CLIP_RATIOS
     return codes, best_scale
 
 
+def sigma_scale(rows: Tensor, qmax: int, clip_sigmas: float) -> tuple[Tensor, Tensor]:
+    """Per row, the step K·std/qmax (population std over the row): (codes int32 [R, C], scale fp32 [R])."""
+    scale = fp16_scale(clip_sigmas * rows.std(dim=1, correction=0) / qmax)
+    codes = torch.clamp(torch.round(rows / scale[:, None]), -qmax, qmax).to(torch.int32)
+    return codes, scale
+
+
+def row_codes(rows: Tensor, qmax: int, opts: EncodeOptions) -> tuple[Tensor, Tensor]:
+    """The rounded codes and scales the options ask for: a K·σ step, or the clip search."""
+    if opts.clip_sigmas is not None:
+        return sigma_scale(rows, qmax, opts.clip_sigmas)
+    return search_clip(rows, qmax)
+
+
 def reconstruction_bound(rows: Tensor, scale: Tensor, qmax: int, *, gptq: bool) -> Tensor:
     """Per-row max |w - ŵ| this scheme promises (before the final float casts).
 
@@ -115,7 +135,7 @@ class IntNScheme(Scheme):
     def encode(self, w: Tensor, opts: EncodeOptions = DEFAULTS) -> Encoded:
         require_float(self.name, w)
         rows = as_rows(w)
-        codes, scale = search_clip(rows, self.qmax)
+        codes, scale = row_codes(rows, self.qmax, opts)
         if opts.hessian is not None:
             codes = gptq_codes(rows, opts.hessian.detach().to("cpu").float(), scale, self.qmax)
         layout = check_layout(opts.layout)
@@ -139,14 +159,16 @@ class IntNScheme(Scheme):
         scale = expect_part(enc, "scale", torch.float16, (rows,)).float()
         return (codes.view(rows, cols).float() * scale[:, None]).reshape(shape).to(dtype)
 
-    def fake_quantizer(self) -> Callable[[Tensor], Tensor]:
+    def fake_quantizer(self, opts: EncodeOptions = DEFAULTS) -> Callable[[Tensor], Tensor]:
+        if opts.clip_sigmas is not None:
+            return partial(fake_quant_sigma_rows, qmax=self.qmax, clip_sigmas=opts.clip_sigmas)
         return partial(fake_quant_rows, qmax=self.qmax)
 
     def error_bound(self, w: Tensor, opts: EncodeOptions = DEFAULTS) -> float:
         if w.numel() == 0:
             return 0.0
         rows = as_rows(w)
-        _, scale = search_clip(rows, self.qmax)
+        _, scale = row_codes(rows, self.qmax, opts)
         per_row = reconstruction_bound(rows, scale, self.qmax, gptq=opts.hessian is not None)
         top = self.qmax * float(scale.max())
         slack = dequant_slack(w, top)

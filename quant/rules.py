@@ -10,7 +10,8 @@ guesses it from a name. Three kinds of string:
 - a bare scheme name (`int6`, `fp8`, ...): that scheme for every matrix, the group defaults below
   for the rest (options may follow: `int6,gptq=1`);
 - the group grammar, comma-separated `key=value`:
-  `emb=int4g32,attn=int6,mlp=int6,other=int8,small=fp16[,head=..][,control=fp32][,layout=planes][,gptq=1]`.
+  `emb=int4g32,attn=int6,mlp=int6,other=int8,small=fp16[,head=..][,control=fp32][,layout=planes][,gptq=1]`;
+  an intN scheme may carry a step of K row standard deviations, `int6s12.85` (see `intn`).
 
 Groups, first match wins: non-float tensors are stored `raw`; role `control` (gains, mixes, skip
 weights; default fp32); `small` = other float tensors with fewer than 2 dims (default fp16); then
@@ -25,6 +26,7 @@ intN tensors use GPTQ with calibration Hessians passed to `quantize`.
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import NamedTuple
@@ -53,9 +55,13 @@ class Rule(ABC):
     def check_roles(self, roles: Mapping[str, str]) -> None:
         """Refuse a rule that names a group nothing in the model belongs to (a typo, say)."""
 
-    def options_for(self, name: str, hessians: Mapping[str, Tensor] | None) -> EncodeOptions:
-        """Encode options for tensor `name` (the presets use the defaults)."""
+    def options_for(self, name: str, t: Tensor, role: str, hessians: Mapping[str, Tensor] | None) -> EncodeOptions:
+        """Encode options for tensor `name` of role `role` (the presets use the defaults)."""
         return DEFAULTS
+
+    def encoding_for(self, name: str, t: Tensor, role: str) -> str:
+        """The scheme as the rule spells it (with a K·σ step: `int6s12`): what its compressed size depends on."""
+        return self.scheme_for(name, t, role)
 
     def __str__(self) -> str:
         return self.spec
@@ -95,7 +101,9 @@ class GroupRule(Rule):
         other = groups.get("other", "int8")
         defaults = {"emb": other, "head": other, "attn": other, "mlp": other, "other": other,
                     "small": "fp16", "control": "fp32"}
-        self.groups = {g: self.ALIASES.get(v, v) for g, v in {**defaults, **groups}.items()}
+        spelled_groups = {g: self.ALIASES.get(v, v) for g, v in {**defaults, **groups}.items()}
+        self.sigmas = {g: k for g, v in spelled_groups.items() if (k := sigma_of(g, v)) is not None}
+        self.groups = {g: v.partition("s")[0] if g in self.sigmas else v for g, v in spelled_groups.items()}
         for group, scheme in self.groups.items():
             if not group.isidentifier() or group in self.OPTIONS:
                 raise QuantError(f"rule group {group!r} is not a role name")
@@ -106,7 +114,7 @@ class GroupRule(Rule):
         self.gptq = gptq
         # Canonical: the standard groups in a fixed order, then any family roles sorted, then options.
         extra = sorted(set(self.groups) - set(self.GROUPS))
-        spelled = ",".join(f"{g}={self.groups[g]}" for g in (*self.GROUPS, *extra))
+        spelled = ",".join(f"{g}={self.spelling(g)}" for g in (*self.GROUPS, *extra))
         self.spec = f"{spelled},layout={layout},gptq={int(gptq)}"
 
     @classmethod
@@ -115,7 +123,7 @@ class GroupRule(Rule):
         options = {"layout": DEFAULT_LAYOUT, "gptq": "0"}
         for item in filter(None, (part.strip() for part in text.split(","))):
             key, sep, value = (x.strip() for x in item.partition("="))
-            if not sep and cls.ALIASES.get(key, key) in scheme_names():
+            if not sep and is_scheme(cls.ALIASES.get(key, key)):
                 key, value = "other", key  # a bare scheme: every matrix ("int6,gptq=1")
             elif not sep or not value:
                 raise QuantError(f"rule item {item!r} is not key=value or a scheme name")
@@ -126,6 +134,9 @@ class GroupRule(Rule):
         if options["gptq"] not in ("0", "1"):
             raise QuantError(f"gptq must be 0 or 1, got {options['gptq']!r}")
         return cls(groups, options["layout"], options["gptq"] == "1")
+
+    def spelling(self, group: str) -> str:
+        return f"{self.groups[group]}s{self.sigmas[group]:g}" if group in self.sigmas else self.groups[group]
 
     def group_of(self, t: Tensor, role: str) -> str:
         if role == "control":
@@ -143,9 +154,35 @@ class GroupRule(Rule):
             raise QuantError(f"rule names group(s) {', '.join(unknown)} but the model's tensor roles are "
                              f"{', '.join(sorted(set(roles.values())))} (standard groups: {', '.join(self.GROUPS)})")
 
-    def options_for(self, name: str, hessians: Mapping[str, Tensor] | None) -> EncodeOptions:
+    def options_for(self, name: str, t: Tensor, role: str, hessians: Mapping[str, Tensor] | None) -> EncodeOptions:
         hessian = hessians.get(name) if self.gptq and hessians is not None else None
-        return EncodeOptions(layout=self.layout, hessian=hessian)
+        return EncodeOptions(layout=self.layout, hessian=hessian, clip_sigmas=self.sigmas.get(self.group_of(t, role)))
+
+    def encoding_for(self, name: str, t: Tensor, role: str) -> str:
+        return self.spelling(self.group_of(t, role)) if t.is_floating_point() else "raw"
+
+
+# The K of a K·σ step, and the largest a rule may ask for: past ~64 even int7 codes collapse to a
+# handful of values around zero.
+_SIGMA = re.compile(r"int[4-7]s(\d+(?:\.\d+)?)")
+MAX_CLIP_SIGMAS = 64.0
+
+
+def sigma_of(group: str, value: str) -> float | None:
+    """K of a group's `intNsK` value, None for a plain scheme name."""
+    match = _SIGMA.fullmatch(value)
+    if match is None:
+        return None
+    k = float(match[1])
+    if not 0 < k <= MAX_CLIP_SIGMAS:
+        raise QuantError(f"group {group!r}: a step of {match[1]} standard deviations is outside "
+                         f"(0, {MAX_CLIP_SIGMAS:g}]")
+    return k
+
+
+def is_scheme(text: str) -> bool:
+    """A registered scheme's name, or an intN with a K·σ step (`int6s12`)."""
+    return text in scheme_names() or _SIGMA.fullmatch(text) is not None
 
 
 _PRESETS = {"int8": OfficialInt8Rule, "fp32": lambda: UniformFloatRule("fp32"),
@@ -158,7 +195,7 @@ def parse_rule(rule: str | Rule) -> Rule:
     text = rule.strip()
     if text in _PRESETS:
         return _PRESETS[text]()
-    if "=" in text or "," in text or GroupRule.ALIASES.get(text, text) in scheme_names():
+    if "=" in text or "," in text or is_scheme(GroupRule.ALIASES.get(text, text)):
         return GroupRule.parse(text)
     raise QuantError(f"unknown quantization rule {rule!r}: use a preset ({', '.join(sorted(_PRESETS))}), "
                      "a scheme name, or groups like 'emb=int4g32,attn=int6,mlp=int6,other=int8'")
@@ -183,12 +220,15 @@ def check_role_map(state_dict: Mapping[str, Tensor], roles: Mapping[str, str]) -
         raise QuantError("tensor roles do not match the state dict: " + "; ".join(what))
 
 
-def plan(state_dict: Mapping[str, Tensor], rule: str | Rule, *, roles: Mapping[str, str]) -> dict[str, str]:
-    """Tensor name → scheme name, without quantizing anything. `roles`: tensor name → model role."""
+def plan(state_dict: Mapping[str, Tensor], rule: str | Rule, *, roles: Mapping[str, str],
+         spelled: bool = False) -> dict[str, str]:
+    """Tensor name → scheme name, without quantizing anything. `roles`: tensor name → model role.
+    `spelled`: the scheme as the rule spells it, with its K·σ step (`int6s12`; what sizes depend on)."""
     parsed = parse_rule(rule)
     check_role_map(state_dict, roles)
     parsed.check_roles(roles)
-    return {name: parsed.scheme_for(name, t, roles[name]) for name, t in state_dict.items()}
+    name_of = parsed.encoding_for if spelled else parsed.scheme_for
+    return {name: name_of(name, t, roles[name]) for name, t in state_dict.items()}
 
 
 def quantize(state_dict: Mapping[str, Tensor], rule: str | Rule, *, roles: Mapping[str, str],
@@ -204,7 +244,7 @@ def quantize(state_dict: Mapping[str, Tensor], rule: str | Rule, *, roles: Mappi
         # On the CPU, like the official, so the quantile (and thus every byte) is device-independent.
         t = state_dict[name].detach().to("cpu").contiguous()
         try:
-            enc = get_scheme(scheme).encode(t, parsed.options_for(name, hessians))
+            enc = get_scheme(scheme).encode(t, parsed.options_for(name, t, roles[name], hessians))
         except QuantError as e:
             raise QuantError(f"{name}: {e}") from None
         out[name] = QTensor(scheme, enc, tuple(t.shape), t.dtype)

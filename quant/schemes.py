@@ -26,11 +26,14 @@ class EncodeOptions:
     """Per-tensor choices a rule passes to `Scheme.encode`; schemes ignore what they do not use.
 
     `layout` is how intN codes are laid out in bytes (see `packing`); `hessian` (the [in, in]
-    second moment of the tensor's input activations) switches intN schemes to GPTQ.
+    second moment of the tensor's input activations) switches intN schemes to GPTQ; `clip_sigmas`
+    K sets each intN row's step to K standard deviations of the row over qmax instead of searching
+    the clip (see `intn.sigma_scale`).
     """
 
     layout: str = DEFAULT_LAYOUT
     hessian: Tensor | None = None
+    clip_sigmas: float | None = None
 
 
 DEFAULTS = EncodeOptions()
@@ -61,10 +64,10 @@ class Scheme(ABC):
     def error_bound(self, w: Tensor, opts: EncodeOptions = DEFAULTS) -> float:
         """An upper bound on max |w - decode(encode(w))| that this scheme promises for `w`."""
 
-    def fake_quantizer(self) -> Callable[[Tensor], Tensor] | None:
-        """For quantization-aware training: a function rounding a weight to this scheme's grid in
-        the forward pass and passing gradients straight through, or None where QAT does not apply
-        (float passthroughs, and the official int8 whose gap is already tiny)."""
+    def fake_quantizer(self, opts: EncodeOptions = DEFAULTS) -> Callable[[Tensor], Tensor] | None:
+        """For quantization-aware training: a function rounding a weight to this scheme's grid (as
+        `opts` set it) in the forward pass and passing gradients straight through, or None where QAT
+        does not apply (float passthroughs, and the official int8 whose gap is already tiny)."""
         return None
 
 
@@ -75,6 +78,13 @@ def fake_quant_rows(w: Tensor, qmax: int) -> Tensor:
     most expensive op of a CPU step, and absmax is where that search starts.
     """
     scale = w.detach().abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / qmax
+    rounded = torch.clamp(torch.round(w.detach() / scale), -qmax, qmax) * scale
+    return w + (rounded - w).detach()
+
+
+def fake_quant_sigma_rows(w: Tensor, qmax: int, clip_sigmas: float) -> Tensor:
+    """As `fake_quant_rows` on the grid a K·σ step gives (`intn.sigma_scale`): step K·std/qmax per row."""
+    scale = clip_sigmas * w.detach().std(dim=1, correction=0, keepdim=True).clamp_min(1e-12) / qmax
     rounded = torch.clamp(torch.round(w.detach() / scale), -qmax, qmax) * scale
     return w + (rounded - w).detach()
 

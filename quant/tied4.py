@@ -58,7 +58,7 @@ class BlockInt4Scheme(Scheme):
         codes = torch.stack([packed & 0xF, packed >> 4], dim=-1).reshape(rows, blocks, self.group) - _ZERO_POINT
         return (codes.float() * scale[:, :, None]).reshape(shape).to(dtype)
 
-    def fake_quantizer(self) -> Callable[[Tensor], Tensor]:
+    def fake_quantizer(self, opts: EncodeOptions = DEFAULTS) -> Callable[[Tensor], Tensor]:
         return partial(fake_quant_blocks, group=self.group)
 
     def error_bound(self, w: Tensor, opts: EncodeOptions = DEFAULTS) -> float:

@@ -207,7 +207,7 @@ def test_budget_preset_frontier_counts_params_bytes_and_flops(capsys):
     model = models.build("ar", models.config_from_env("ar", preset("frontier")))
     assert report["params"]["total"] == sum(p.numel() for p in model.parameters()) == 35_939_416
     assert report["preset"] == "frontier" and report["compute"]["layer_runs"] == 17  # 11 + layers 3-5 twice more
-    assert report["rules"][0]["spec"] == quant.parse_rule("emb=int7,attn=int6,mlp=int6,gptq=1").spec
+    assert report["rules"][0]["spec"] == quant.parse_rule("emb=int7s15,attn=int6s13,mlp=int6s12,gptq=1").spec
     assert code == (0 if report["fits"] else 1)
     # Its evaluation: the records' LoRA set at rank 96 for 64 documents fits golf's adapter bound (~5.4 GiB).
     knobs = preset("frontier")

@@ -29,7 +29,8 @@ Bytes (estimates): each tensor's scheme comes from the rule (quant.plan); its by
 the scheme's measured compressed bytes/param from --ratios (default
 golf/assets/compression_ratios.json, written by the benchmarks with their command, date, machine
 and compressor), plus 512 B + 24 B per tensor for the container and manifest (measured roughly
-on real artifacts).
+on real artifacts). A K-sigma step the table lacks (int6s14) is shifted from the nearest measured
+K of the same width by log2(K0/K)/8 bytes/param (a uniform quantizer's entropy).
 Code bytes default to the size of the self-contained train_gpt.py that `golf pack` would write
 from this checkout (the script plus the golf/quant modules it imports, compressed): exact, and
 the same number the trainer logs as `Code size:`.
