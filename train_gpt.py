@@ -18,6 +18,7 @@ the code size logged below is that script's size, so the log's totals are what a
 
 from __future__ import annotations
 
+import faulthandler
 import hashlib
 import json
 import math
@@ -47,6 +48,7 @@ from golf.compile import compile_model, newton_schulz, resolve_compile
 from golf.challenge import CAP_BYTES, TRAIN_SECONDS
 from golf.ema import WeightEMA
 from golf.evalplan import EvalPlan, headline, run_plan
+from golf.launch import leave_worker
 from golf.optim import Muon
 from golf.precision import apply_dtype_policy, eval_autocast, resolve_precision, train_autocast
 from golf.qat import enable_qat
@@ -877,6 +879,7 @@ def stop_on_non_finite(rt: Runtime, model: models.LanguageModel, last_good: Last
 
 
 if __name__ == "__main__":
+    faulthandler.enable()  # a rank killed by a signal (SIGABRT, SIGSEGV) prints its Python stack first
     try:
         main()
     except (golf.errors.GolfError, quant.QuantError) as exc:  # bad input: one line, no traceback
@@ -886,3 +889,4 @@ if __name__ == "__main__":
         print(f"train_gpt.py: error: {golf.errors.one_line(golf.errors.os_error_line(exc))}", file=sys.stderr,
               flush=True)
         raise SystemExit(2) from None
+    leave_worker()

@@ -4,6 +4,7 @@ the ranks; rank 0 writes them to $OUT as JSON."""
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 
@@ -14,6 +15,7 @@ from golf import embedded
 from golf.bpb import build_byte_table, load_tokenizer
 from golf.data import find_shards, load_val_tokens
 from golf.evalplan import EvalPlan, run_plan
+from golf.launch import leave_worker
 from golf.score import evaluate
 from golf.sliding import sliding_windows
 from golf.ttt import TTTConfig, score_first_ttt
@@ -41,7 +43,9 @@ def main() -> None:
             json.dump({"sliding": sliding.as_dict(), "ttt": ttt.as_dict(), "docs": docs.as_dict()}, f)
     dist.barrier()  # no rank tears gloo down while another still uses it (seen: SIGABRT at exit)
     dist.destroy_process_group()
+    leave_worker()
 
 
 if __name__ == "__main__":
+    faulthandler.enable()  # a rank killed by a signal prints its Python stack first
     main()

@@ -202,13 +202,13 @@ def test_presets_fill_only_what_is_unset():
 
 
 def test_budget_preset_frontier_counts_params_bytes_and_flops(capsys):
-    code = run_cli(["budget", "--preset", "frontier", "--no-search", "--json", "--code-bytes", "70000"])
+    code = run_cli(["budget", "--preset", "frontier", "--no-search", "--json"])
     report = json.loads(capsys.readouterr().out)
     model = models.build("ar", models.config_from_env("ar", preset("frontier")))
     assert report["params"]["total"] == sum(p.numel() for p in model.parameters()) == 35_939_416
     assert report["preset"] == "frontier" and report["compute"]["layer_runs"] == 17  # 11 + layers 3-5 twice more
-    assert report["rules"][0]["spec"] == quant.parse_rule("emb=int7s15,attn=int6s13,mlp=int6s12,gptq=1").spec
-    assert code == (0 if report["fits"] else 1)
+    assert report["rules"][0]["spec"] == quant.parse_rule("emb=int7s15,attn=int6s13,mlp=int6s13,gptq=1").spec
+    assert report["fits"] and code == 0  # by golf's measured ratios, with the packed code as it is now
     # Its evaluation: the records' LoRA set at rank 96 for 64 documents fits golf's adapter bound (~5.4 GiB).
     knobs = preset("frontier")
     ttt = TTTConfig(mode=knobs["TTT_MODE"], lora_targets=knobs["TTT_LORA_TARGETS"], lora_wd=float(knobs["TTT_LORA_WD"]))
