@@ -31,7 +31,7 @@ from golf.data import DistributedTokenLoader, find_shards
 from golf.models import roles_from_meta
 from golf.score import model_from_artifact, score_artifact
 from quant.artifact import _tensor_bytes
-from quant.rules import sigma_of
+from quant.rules import split_sigma
 from quant.schemes import EncodeOptions
 
 RULES = [
@@ -78,8 +78,8 @@ def scheme_ratios(state_dict: dict[str, torch.Tensor], compressors: list[str]) -
     out: dict[str, dict[str, float]] = {c: {} for c in compressors}
     matrices = {k: v for k, v in sorted(state_dict.items()) if v.ndim == 2 and v.is_floating_point()}
     for name in MATRIX_SCHEMES:
-        clip_sigmas = sigma_of("bench", name)
-        scheme, blobs, params = quant.get_scheme(name.partition("s")[0] if clip_sigmas else name), [], 0
+        base, clip_sigmas = split_sigma(name)
+        scheme, blobs, params = quant.get_scheme(base), [], 0
         opts = EncodeOptions(clip_sigmas=clip_sigmas)
         for t in matrices.values():
             try:

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 import quant
+from quant.rules import split_sigma
 from golf import models
 from golf.challenge import CAP_BYTES, GPUS, TRAIN_SECONDS
 from golf.errors import GolfError
@@ -61,11 +62,10 @@ class Ratios:
     def of(self, scheme: str, t: Tensor) -> float:
         if scheme in self.bytes_per_param:
             return self.bytes_per_param[scheme]
-        sigma = re.fullmatch(r"(int\d)s([\d.]+)", scheme)
-        measured = [(float(m[2]), v) for k, v in self.bytes_per_param.items()
-                    if sigma and (m := re.fullmatch(r"(int\d)s([\d.]+)", k)) and m[1] == sigma[1]]
+        base, k = split_sigma(scheme)
+        measured = [(k0, v) for name, v in self.bytes_per_param.items()
+                    if k is not None and (split := split_sigma(name))[0] == base and (k0 := split[1]) is not None]
         if measured:  # the nearest measured step of the same width, shifted by the entropy's log2(K0/K)
-            k = float(sigma[2])
             k0, at_k0 = min(measured, key=lambda kv: abs(math.log(kv[0] / k)))
             return max(at_k0 + math.log2(k0 / k) / 8, 0.0)
         if scheme == "raw":  # non-float tensors are stored as is: their element size, uncompressed

@@ -103,7 +103,7 @@ class GroupRule(Rule):
                     "small": "fp16", "control": "fp32"}
         spelled_groups = {g: self.ALIASES.get(v, v) for g, v in {**defaults, **groups}.items()}
         self.sigmas = {g: k for g, v in spelled_groups.items() if (k := sigma_of(g, v)) is not None}
-        self.groups = {g: v.partition("s")[0] if g in self.sigmas else v for g, v in spelled_groups.items()}
+        self.groups = {g: split_sigma(v)[0] for g, v in spelled_groups.items()}
         for group, scheme in self.groups.items():
             if not group.isidentifier() or group in self.OPTIONS:
                 raise QuantError(f"rule group {group!r} is not a role name")
@@ -136,7 +136,11 @@ class GroupRule(Rule):
         return cls(groups, options["layout"], options["gptq"] == "1")
 
     def spelling(self, group: str) -> str:
-        return f"{self.groups[group]}s{self.sigmas[group]:g}" if group in self.sigmas else self.groups[group]
+        if group not in self.sigmas:
+            return self.groups[group]
+        k = self.sigmas[group]
+        short = f"{k:g}"  # 13 rather than 13.0, unless that would change K
+        return f"{self.groups[group]}s{short if float(short) == k else repr(k)}"
 
     def group_of(self, t: Tensor, role: str) -> str:
         if role == "control":
@@ -162,21 +166,24 @@ class GroupRule(Rule):
         return self.spelling(self.group_of(t, role)) if t.is_floating_point() else "raw"
 
 
-# The K of a K·σ step, and the largest a rule may ask for: past ~64 even int7 codes collapse to a
-# handful of values around zero.
-_SIGMA = re.compile(r"int[4-7]s(\d+(?:\.\d+)?)")
-MAX_CLIP_SIGMAS = 64.0
+# The K of a K·σ step and its range: below 1 the clip cuts most of every row; past ~64 even int7
+# codes collapse to a handful of values around zero.
+_SIGMA = re.compile(r"(int[4-7])s(\d+(?:\.\d+)?)")
+MIN_CLIP_SIGMAS, MAX_CLIP_SIGMAS = 1.0, 64.0
+
+
+def split_sigma(spelled: str) -> tuple[str, float | None]:
+    """('int6', 12.85) for `int6s12.85`; (spelled, None) for any other scheme name."""
+    match = _SIGMA.fullmatch(spelled)
+    return (spelled, None) if match is None else (match[1], float(match[2]))
 
 
 def sigma_of(group: str, value: str) -> float | None:
-    """K of a group's `intNsK` value, None for a plain scheme name."""
-    match = _SIGMA.fullmatch(value)
-    if match is None:
-        return None
-    k = float(match[1])
-    if not 0 < k <= MAX_CLIP_SIGMAS:
-        raise QuantError(f"group {group!r}: a step of {match[1]} standard deviations is outside "
-                         f"(0, {MAX_CLIP_SIGMAS:g}]")
+    """K of a group's `intNsK` value (checked), None for a plain scheme name."""
+    k = split_sigma(value)[1]
+    if k is not None and not MIN_CLIP_SIGMAS <= k <= MAX_CLIP_SIGMAS:
+        raise QuantError(f"group {group!r}: a step of {value.partition('s')[2]} standard deviations is outside "
+                         f"[{MIN_CLIP_SIGMAS:g}, {MAX_CLIP_SIGMAS:g}]")
     return k
 
 

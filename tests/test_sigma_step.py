@@ -87,7 +87,8 @@ def test_rules_spell_the_step_per_group_and_route_it():
                           ("blocks.0.mlp.fc.weight", 12.5, 31)):
         assert q[name].scheme == ("int7" if qmax == 63 else "int6")  # decoders need nothing new
         assert torch.equal(q[name].enc.parts["scale"].float(), sigma_step(sd[name], k, qmax))
-    for bad, message in (("attn=int6s0", r"outside \(0, 64\]"), ("attn=int6s65", r"outside \(0, 64\]"),
+    assert quant.parse_rule("attn=int6s12.3456789").spec.startswith("emb=int8,head=int8,attn=int6s12.3456789,")
+    for bad, message in (("attn=int6s0.5", r"outside \[1, 64\]"), ("attn=int6s65", r"outside \[1, 64\]"),
                          ("attn=int8s3", "unknown quantization scheme 'int8s3'")):
         with pytest.raises(QuantError, match=message):
             quant.parse_rule(bad)
