@@ -51,7 +51,7 @@ RULES = [
     "emb=int8,attn=int6,mlp=int5,gptq=1",
     "emb=int8,attn=int5,mlp=int4,gptq=1",
     "emb=int8,attn=int4,mlp=int4,gptq=1",
-    # A step of K row standard deviations (the top records' choice), against the clip search above.
+    # A step of K row RMS (σ about zero) (the top records' choice), against the clip search above.
     "int6s12,gptq=1",
     "emb=int7,attn=int6,mlp=int6,gptq=1",  # PRESET=frontier before the σ step
     "emb=int7s15,attn=int6s13,mlp=int6s12,gptq=1",  # the top record's steps

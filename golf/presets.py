@@ -6,9 +6,9 @@ overridden (`PRESET=frontier NUM_LAYERS=9 ...`). The frontier values follow the 
 MLP ×4, SP8192, LeakyReLU(0.5)², XSA, partial RoPE 16/64, layer-norm scaling, QK gain 5, parallel
 residuals from layer 8, SmearGate (BOS-masked), layers 3–5 run three times from 35 % of training,
 EMA 0.9965, MuonEq-R, Polar-Express Newton–Schulz, MIN_LR 0.1, weight decay, and GPTQ int6 matrices
-with an int7 embedding, each row's step K standard deviations (K = 13 attention and MLP, 15
-embedding; the record's MLP step is 12, which golf budget estimates 1.3 % over the cap, so the
-preset takes 13: 0.7 % under), compressed by brotli; scored by phased document TTT (eval length 2048,
+with an int7 embedding, each row's step K times its RMS (K = 13 attention and MLP, 15
+embedding; the record's MLP step is 12, which golf budget estimates 1.2 % over the cap, so the
+preset takes 13: 0.9 % under), compressed by brotli; scored by phased document TTT (eval length 2048,
 48-target chunks, rank-96 LoRA on queries, keys, values, the attention and MLP outputs and the
 head, AdamW (0, 0.999) at LR 1e-4 with weight decay 1.0, in batches of 64 documents; three SGD
 phases over the first 2000 documents at LR 0.001, ending after 666, 1333 and 2000 documents).

@@ -7,7 +7,9 @@ outliers buys a finer step for every other weight. With a calibration Hessian in
 codes come from GPTQ instead of rounding (same scales, same decoder). Codes are bit-packed in the
 layout the options name (see `packing`), after a zigzag map that puts small magnitudes first.
 
-With `clip_sigmas` K in the options (rule spelling `int6s12.85`) the step is K·σ_row/qmax instead:
+With `clip_sigmas` K in the options (rule spelling `int6s12.85`) the step is K·σ_row/qmax instead,
+σ_row the row's root mean square (its spread about zero, where the symmetric grid is centred; a
+plain standard deviation would give a constant row a zero step and lose it whole):
 the top records' choice. At K ≈ 12 almost no weight is clipped and the codes use a fraction of the
 range, so they cost fewer bits once compressed (a uniform quantizer's entropy is about
 h(w/σ) + log2(qmax/K) bits) for a coarser step; GPTQ then spends that step where the loss cares
@@ -80,8 +82,8 @@ def search_clip(rows: Tensor, qmax: int, ratios: tuple[float, ...] = CLIP_RATIOS
 
 
 def sigma_scale(rows: Tensor, qmax: int, clip_sigmas: float) -> tuple[Tensor, Tensor]:
-    """Per row, the step K·std/qmax (population std over the row): (codes int32 [R, C], scale fp32 [R])."""
-    scale = fp16_scale(clip_sigmas * rows.std(dim=1, correction=0) / qmax)
+    """Per row, the step K·rms/qmax: (codes int32 [R, C], scale fp32 [R])."""
+    scale = fp16_scale(clip_sigmas * rows.square().mean(dim=1).sqrt() / qmax)
     codes = torch.clamp(torch.round(rows / scale[:, None]), -qmax, qmax).to(torch.int32)
     return codes, scale
 

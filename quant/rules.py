@@ -11,7 +11,7 @@ guesses it from a name. Three kinds of string:
   for the rest (options may follow: `int6,gptq=1`);
 - the group grammar, comma-separated `key=value`:
   `emb=int4g32,attn=int6,mlp=int6,other=int8,small=fp16[,head=..][,control=fp32][,layout=planes][,gptq=1]`;
-  an intN scheme may carry a step of K row standard deviations, `int6s12.85` (see `intn`).
+  an intN scheme may carry a step of K row root-mean-squares, `int6s12.85` (see `intn`).
 
 Groups, first match wins: non-float tensors are stored `raw`; role `control` (gains, mixes, skip
 weights; default fp32); `small` = other float tensors with fewer than 2 dims (default fp16); then
@@ -182,7 +182,7 @@ def sigma_of(group: str, value: str) -> float | None:
     """K of a group's `intNsK` value (checked), None for a plain scheme name."""
     k = split_sigma(value)[1]
     if k is not None and not MIN_CLIP_SIGMAS <= k <= MAX_CLIP_SIGMAS:
-        raise QuantError(f"group {group!r}: a step of {value.partition('s')[2]} standard deviations is outside "
+        raise QuantError(f"group {group!r}: a step of {value.partition('s')[2][:20]} row RMS is outside "
                          f"[{MIN_CLIP_SIGMAS:g}, {MAX_CLIP_SIGMAS:g}]")
     return k
 

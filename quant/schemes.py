@@ -27,7 +27,7 @@ class EncodeOptions:
 
     `layout` is how intN codes are laid out in bytes (see `packing`); `hessian` (the [in, in]
     second moment of the tensor's input activations) switches intN schemes to GPTQ; `clip_sigmas`
-    K sets each intN row's step to K standard deviations of the row over qmax instead of searching
+    K sets each intN row's step to K times the row's root mean square over qmax instead of searching
     the clip (see `intn.sigma_scale`).
     """
 
@@ -84,7 +84,7 @@ def fake_quant_rows(w: Tensor, qmax: int) -> Tensor:
 
 def fake_quant_sigma_rows(w: Tensor, qmax: int, clip_sigmas: float) -> Tensor:
     """As `fake_quant_rows` on the grid a K·σ step gives (`intn.sigma_scale`): step K·std/qmax per row."""
-    scale = clip_sigmas * w.detach().std(dim=1, correction=0, keepdim=True).clamp_min(1e-12) / qmax
+    scale = clip_sigmas * w.detach().square().mean(dim=1, keepdim=True).sqrt().clamp_min(1e-12) / qmax
     rounded = torch.clamp(torch.round(w.detach() / scale), -qmax, qmax) * scale
     return w + (rounded - w).detach()
 

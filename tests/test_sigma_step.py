@@ -1,4 +1,4 @@
-"""intN with a step of K row standard deviations (`int6s12`): the step is K·σ/qmax per row, rules
+"""intN with a step of K row RMS (`int6s12`): the step is K·σ/qmax per row (σ about zero), rules
 spell it per group and route it to encoding, GPTQ and QAT, a wider step costs fewer compressed
 bytes by about the entropy's log2, and `golf budget` estimates a K it lacks from the nearest one."""
 
@@ -24,7 +24,7 @@ from test_schemes import trained_like
 def sigma_step(w: torch.Tensor, k: float, qmax: int) -> torch.Tensor:
     """The step the scheme promises, computed here from its definition."""
     rows = as_rows(w)
-    return fp16_scale(k * rows.std(dim=1, correction=0) / qmax)
+    return fp16_scale(k * rows.square().mean(dim=1).sqrt() / qmax)
 
 
 def test_the_step_is_k_row_standard_deviations_over_qmax():
@@ -39,6 +39,17 @@ def test_the_step_is_k_row_standard_deviations_over_qmax():
     assert float(codes.abs().quantile(0.99)) <= 10 < 31
     plain = int6.encode(w)
     assert not torch.equal(plain.parts["scale"], enc.parts["scale"])  # the clip search chose other steps
+
+
+def test_a_constant_or_offset_row_keeps_its_values():
+    # σ is taken about zero (the grid's centre): a row's own standard deviation would give a constant
+    # row a zero step and decode it as nearly nothing.
+    w = trained_like(4, 64)
+    w[1], w[2] = 0.05, w[2] + 0.1
+    int6, opts = get_scheme("int6"), EncodeOptions(clip_sigmas=12.0)
+    out = int6.decode(int6.encode(w, opts), tuple(w.shape), torch.float32)
+    step = sigma_step(w, 12.0, 31)
+    assert bool(((out - w).abs().amax(dim=1) <= step * 0.5 + 1e-7).all())  # no row clipped: half a step at most
 
 
 def test_gptq_keeps_the_sigma_step():
@@ -89,7 +100,8 @@ def test_rules_spell_the_step_per_group_and_route_it():
         assert torch.equal(q[name].enc.parts["scale"].float(), sigma_step(sd[name], k, qmax))
     assert quant.parse_rule("attn=int6s12.3456789").spec.startswith("emb=int8,head=int8,attn=int6s12.3456789,")
     for bad, message in (("attn=int6s0.5", r"outside \[1, 64\]"), ("attn=int6s65", r"outside \[1, 64\]"),
-                         ("attn=int8s3", "unknown quantization scheme 'int8s3'")):
+                         ("attn=int8s3", "unknown quantization scheme 'int8s3'"),
+                         ("attn=int6s" + "9" * 10_000, r"step of 9{20} row RMS is outside")):
         with pytest.raises(QuantError, match=message):
             quant.parse_rule(bad)
 
@@ -97,7 +109,7 @@ def test_rules_spell_the_step_per_group_and_route_it():
 def test_qat_rounds_to_the_sigma_grid():
     w = trained_like(16, 128, seed=4)
     fake = get_scheme("int6").fake_quantizer(EncodeOptions(clip_sigmas=12.0))(w)
-    step = 12.0 * w.std(dim=1, correction=0, keepdim=True) / 31
+    step = 12.0 * w.square().mean(dim=1, keepdim=True).sqrt() / 31
     assert torch.allclose(fake / step, torch.round(fake / step), atol=1e-4)
     assert not torch.allclose(fake, get_scheme("int6").fake_quantizer()(w))
 
